@@ -1,0 +1,16 @@
+"""wflp: parallel, restartable, provenance-exact atomistic workflows on ASE."""
+
+from __future__ import annotations
+
+import logging
+
+from .autopara import AutoparaInfo, Operation, operation, shutdown_pool
+from .configset import ConfigSet, OutputSpec
+from .errors import WflpError
+
+__version__ = "0.1.0"
+
+logging.getLogger("wflp").addHandler(logging.NullHandler())
+
+__all__ = ["AutoparaInfo", "ConfigSet", "Operation", "OutputSpec", "WflpError", "operation",
+           "shutdown_pool", "__version__"]

@@ -1,0 +1,412 @@
+"""Where configurations come from (ConfigSet) and where they go (OutputSpec).
+
+A ConfigSet is a tree: its leaves are items (usually ase.Atoms, but any object
+an operation accepts, e.g. SMILES strings) and its inner nodes are groups: a
+nested Python list, or one file. Iterating yields the leaves in order and never
+holds more than one file frame in memory, so a ConfigSet over millions of
+configurations costs no more memory than one over ten.
+
+Operations keep the tree's grouping: their in-memory output has the same
+nesting as their input, and an OutputSpec with one file per input file writes
+each input file's results to its own output file.
+"""
+
+from __future__ import annotations
+
+import glob as globmod
+import io
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+from ase import Atoms
+
+from .errors import InputError, MalformedFileError, OutputError, ParameterError
+
+PathLike = Union[str, os.PathLike]
+
+EXTXYZ_FORMATS = ("extxyz", "xyz")
+_GLOB_CHARS = set("*?[")
+
+
+def guess_format(path: PathLike, format: str | None = None) -> str:
+    """The ase.io format name for *path* (extxyz for .xyz, as wfl does)."""
+    if format:
+        return format
+    if str(path).endswith(".xyz"):
+        return "extxyz"
+    from ase.io.formats import filetype
+
+    try:
+        return filetype(str(path), read=False)
+    except Exception as err:  # ase raises several types for unknown suffixes
+        raise InputError(
+            f"cannot tell the file format of {str(path)!r} from its name ({err}); "
+            "pass format='...' (any ase.io format name)"
+        ) from None
+
+
+class FileGroup:
+    """One configuration file: a group whose items are read lazily, frame by frame."""
+
+    __slots__ = ("path", "format", "read_kwargs", "index")
+
+    def __init__(self, path: PathLike, format: str | None = None,
+                 read_kwargs: dict | None = None, index: str | int | slice = ":"):
+        self.path = Path(path)
+        self.format = guess_format(self.path, format)
+        self.read_kwargs = dict(read_kwargs or {})
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"FileGroup({str(self.path)!r}, format={self.format!r})"
+
+    def __iter__(self) -> Iterator[Atoms]:
+        if not self.path.is_file():
+            raise InputError(
+                f"input file {str(self.path)!r} does not exist; check the path "
+                "(relative paths are taken from the current directory "
+                f"{os.getcwd()!r})"
+            )
+        if self.format == "extxyz" and self.index == ":" and not self.read_kwargs:
+            yield from iter_extxyz(self.path)
+            return
+        import ase.io
+
+        try:
+            yield from ase.io.iread(self.path, index=self.index, format=self.format,
+                                    **self.read_kwargs)
+        except InputError:
+            raise
+        except Exception as err:
+            raise MalformedFileError(
+                f"cannot read {str(self.path)!r} as {self.format}: "
+                f"{type(err).__name__}: {err}; fix or regenerate the file, or pass the "
+                "right format= / read_kwargs="
+            ) from err
+
+
+def iter_extxyz(path: PathLike) -> Iterator[Atoms]:
+    """Stream frames of an extended-XYZ file, one in memory at a time.
+
+    ase.io.iread first indexes every frame of the file (memory grows with the
+    frame count); this reader hands ase one frame's text at a time instead,
+    and names the file, frame and line of a malformed frame.
+    """
+    from ase.io.extxyz import read_xyz
+
+    path = str(path)
+    with open(path) as fd:
+        lineno = 0
+        frame = 0
+        while True:
+            header = fd.readline()
+            lineno += 1
+            if not header:
+                return
+            if not header.strip():
+                # trailing blank lines end the file, as in ase
+                rest = fd.read()
+                if rest.strip():
+                    raise MalformedFileError(
+                        f"{path}: frame {frame} (line {lineno}): blank line where an atom "
+                        "count was expected; remove the blank line or regenerate the file"
+                    )
+                return
+            start_line = lineno
+            try:
+                natoms = int(header)
+            except ValueError:
+                raise MalformedFileError(
+                    f"{path}: frame {frame} (line {lineno}): expected an atom count, "
+                    f"found {header.strip()[:60]!r}; the file is not extended XYZ or "
+                    "is corrupt: fix or regenerate it"
+                ) from None
+            if natoms < 0:
+                raise MalformedFileError(
+                    f"{path}: frame {frame} (line {lineno}): negative atom count {natoms}"
+                )
+            lines = [header]
+            for _ in range(natoms + 1):
+                line = fd.readline()
+                if not line:
+                    raise MalformedFileError(
+                        f"{path}: frame {frame} (line {start_line}): file ends after "
+                        f"{len(lines) - 1} of {natoms + 1} lines of this frame; the file "
+                        "was truncated: regenerate it or delete the incomplete frame"
+                    )
+                lines.append(line)
+            lineno += natoms + 1
+            # VEC lines (old-style lattice vectors) belong to the frame
+            while True:
+                pos = fd.tell()
+                line = fd.readline()
+                if line.lstrip().startswith("VEC"):
+                    lines.append(line)
+                    lineno += 1
+                else:
+                    fd.seek(pos)
+                    break
+            try:
+                atoms = next(read_xyz(io.StringIO("".join(lines)), index=0))
+            except Exception as err:
+                raise MalformedFileError(
+                    f"{path}: frame {frame} (lines {start_line}-{lineno}): "
+                    f"{type(err).__name__}: {err}; fix or regenerate the file"
+                ) from None
+            yield atoms
+            frame += 1
+
+
+def _is_pathlike(obj: Any) -> bool:
+    return isinstance(obj, (str, os.PathLike))
+
+
+def _expand_path(path: PathLike) -> list[Path]:
+    text = os.fspath(path)
+    if any(c in _GLOB_CHARS for c in text) and not os.path.exists(text):
+        matches = sorted(globmod.glob(text))
+        if not matches:
+            raise InputError(
+                f"the pattern {text!r} matches no file; check the pattern and the "
+                f"current directory {os.getcwd()!r}"
+            )
+        return [Path(m) for m in matches]
+    return [Path(text)]
+
+
+class ConfigSet:
+    """An ordered, possibly nested, collection of configurations.
+
+    ConfigSet(atoms_list), ConfigSet([[a, b], [c]]) (grouping kept),
+    ConfigSet("file.xyz"), ConfigSet(["a.xyz", "b.xyz"]), ConfigSet("dir/c*.xyz"),
+    ConfigSet([cs1, cs2]) (concatenation). Files are read with ase.io (extxyz
+    unless the name or format= says otherwise; read_kwargs go to ase.io.read).
+    """
+
+    def __init__(self, items: Any, format: str | None = None, read_kwargs: dict | None = None,
+                 index: str | int | slice = ":"):
+        self._root = self._build(items, format, read_kwargs, index)
+
+    @classmethod
+    def _from_root(cls, root: Any) -> ConfigSet:
+        obj = cls.__new__(cls)
+        obj._root = root
+        return obj
+
+    # -- construction -------------------------------------------------------------------
+    def _build(self, items, format, read_kwargs, index):
+        if isinstance(items, ConfigSet):
+            return items._root
+        if _is_pathlike(items):
+            paths = _expand_path(items)
+            groups = [FileGroup(p, format, read_kwargs, index) for p in paths]
+            return groups[0] if len(paths) == 1 and not _has_glob(items) else groups
+        if isinstance(items, Atoms):
+            return [items]
+        if isinstance(items, (list, tuple)):
+            if items and all(_is_pathlike(x) for x in items):
+                groups = []
+                for p in items:
+                    groups.extend(FileGroup(q, format, read_kwargs, index)
+                                  for q in _expand_path(p))
+                return groups
+            return [self._build_node(x, format, read_kwargs, index) for x in items]
+        if isinstance(items, (Iterable,)) and not isinstance(items, (bytes, dict)):
+            return [self._build_node(x, format, read_kwargs, index) for x in items]
+        raise InputError(
+            f"ConfigSet cannot be made from {type(items).__name__}; give a list of "
+            "Atoms (possibly nested), a file name, a list of file names, a glob, or "
+            "other ConfigSets"
+        )
+
+    def _build_node(self, x, format, read_kwargs, index):
+        if isinstance(x, ConfigSet):
+            return x._root
+        if isinstance(x, (list, tuple)):
+            return [self._build_node(y, format, read_kwargs, index) for y in x]
+        return x  # a leaf item (Atoms or anything an operation accepts)
+
+    # -- reading ------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Any]:
+        for _loc, item in self.iter_with_loc():
+            yield item
+
+    def iter_with_loc(self) -> Iterator[tuple[tuple[int, ...], Any]]:
+        """Yield (location, item): location is the item's path of indices in the tree."""
+        yield from _walk(self._root, ())
+
+    def groups(self) -> list[ConfigSet]:
+        """The top-level groups (one per input file, or per top-level sub-list)."""
+        root = self._root
+        if isinstance(root, FileGroup):
+            return [self]
+        return [ConfigSet._from_root(node if isinstance(node, (list, FileGroup)) else [node])
+                for node in root]
+
+    @property
+    def files(self) -> list[Path]:
+        """The files this set reads, in order (empty for in-memory sets)."""
+        return [g.path for g in _file_groups(self._root)]
+
+    @property
+    def is_in_memory(self) -> bool:
+        return not self.files
+
+    def __len__(self) -> int:
+        """Number of items (reads file-backed sets once to count)."""
+        return sum(1 for _ in self)
+
+    def known_length(self) -> int | None:
+        """Number of items if known without reading files, else None."""
+        if _file_groups(self._root):
+            return None
+        return sum(1 for _ in _walk(self._root, ()))
+
+    def to_list(self) -> list:
+        """The items as (possibly nested) Python lists, keeping the grouping."""
+        return _materialize(self._root)
+
+    def __repr__(self) -> str:
+        files = self.files
+        if files:
+            shown = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+            return f"ConfigSet(files=[{shown}])"
+        return f"ConfigSet(<{self.known_length()} items in memory>)"
+
+
+def _has_glob(path: PathLike) -> bool:
+    text = os.fspath(path)
+    return any(c in _GLOB_CHARS for c in text) and not os.path.exists(text)
+
+
+def _walk(node, loc):
+    if isinstance(node, FileGroup):
+        for i, atoms in enumerate(node):
+            yield loc + (i,), atoms
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            if isinstance(child, (list, FileGroup)):
+                yield from _walk(child, loc + (i,))
+            else:
+                yield loc + (i,), child
+    else:
+        yield loc, node
+
+
+def _file_groups(node) -> list[FileGroup]:
+    if isinstance(node, FileGroup):
+        return [node]
+    if isinstance(node, list):
+        out = []
+        for child in node:
+            out.extend(_file_groups(child))
+        return out
+    return []
+
+
+def _materialize(node):
+    if isinstance(node, FileGroup):
+        return list(node)
+    if isinstance(node, list):
+        return [_materialize(c) if isinstance(c, (list, FileGroup)) else c for c in node]
+    return node
+
+
+def top_group_count(cs: ConfigSet) -> int:
+    """How many top-level groups a set has (one file counts as one group)."""
+    root = cs._root
+    return 1 if isinstance(root, FileGroup) else len(root)
+
+
+class OutputSpec:
+    """Where an operation's results go.
+
+    OutputSpec()                        in memory
+    OutputSpec("out.xyz")               one file, all results in input order
+    OutputSpec(["o1.xyz", "o2.xyz"])    one file per top-level input group (file)
+
+    Files are written under a temporary name and renamed only when complete,
+    with a record sidecar ``<file>.record.json`` describing what made them.
+    overwrite=True replaces an output whose record differs from this run.
+    """
+
+    def __init__(self, files: PathLike | Sequence[PathLike] | None = None,
+                 format: str | None = None, write_kwargs: dict | None = None,
+                 overwrite: bool = False):
+        if files is None:
+            self.files: list[Path] = []
+        elif _is_pathlike(files):
+            self.files = [Path(files)]
+        elif isinstance(files, (list, tuple)) and files and all(_is_pathlike(f) for f in files):
+            self.files = [Path(f) for f in files]
+        else:
+            raise ParameterError(
+                f"OutputSpec files must be a path or a non-empty list of paths, got {files!r}"
+            )
+        if len(set(map(os.path.abspath, self.files))) != len(self.files):
+            raise ParameterError(f"OutputSpec lists the same file twice: {self.files}")
+        if files is not None:
+            self.format = format or guess_format(self.files[0])
+        else:
+            self.format = None
+        self.write_kwargs = dict(write_kwargs or {})
+        self.overwrite = bool(overwrite)
+
+    @property
+    def is_in_memory(self) -> bool:
+        return not self.files
+
+    def check_fits(self, inputs: ConfigSet) -> None:
+        """Raise OutputError if the number of output files does not fit the inputs."""
+        if len(self.files) > 1:
+            n_groups = top_group_count(inputs)
+            if n_groups != len(self.files):
+                raise OutputError(
+                    f"OutputSpec has {len(self.files)} files but the input has {n_groups} "
+                    f"top-level groups (input files: {[str(f) for f in inputs.files] or 'none'}); "
+                    "give one output file per input file, or a single output file"
+                )
+
+    def output_index(self, loc: tuple[int, ...]) -> int:
+        """Which output file an item at *loc* goes to."""
+        return loc[0] if len(self.files) > 1 else 0
+
+    def result_set(self) -> ConfigSet:
+        """A ConfigSet over the written files."""
+        if len(self.files) == 1:
+            return ConfigSet(self.files[0], format=self.format)
+        return ConfigSet._from_root([FileGroup(f, self.format) for f in self.files])
+
+    def __repr__(self) -> str:
+        if self.is_in_memory:
+            return "OutputSpec(<memory>)"
+        return f"OutputSpec({[str(f) for f in self.files]})"
+
+
+class MemoryCollector:
+    """Rebuilds the input's nesting around results that arrive in input order."""
+
+    def __init__(self, inputs: ConfigSet):
+        root = inputs._root
+        self._flat = not isinstance(root, list) or all(
+            not isinstance(c, (list, FileGroup)) for c in root)
+        self._single_file = isinstance(root, FileGroup)
+        self.root: list = []
+
+    def add(self, loc: tuple[int, ...], results: list) -> None:
+        if self._flat or self._single_file:
+            self.root.extend(results)
+            return
+        container = self.root
+        for depth, idx in enumerate(loc[:-1]):
+            while len(container) <= idx:
+                container.append([])
+            container = container[idx]
+            if not isinstance(container, list):  # pragma: no cover - defensive
+                raise OutputError(f"inconsistent nesting at {loc[:depth + 1]}")
+        container.extend(results)
+
+    def result_set(self) -> ConfigSet:
+        return ConfigSet._from_root(self.root)
