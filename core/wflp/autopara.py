@@ -431,8 +431,15 @@ class Operation:
         params = list(self._signature.parameters.values())
         if not params:
             raise ParameterError(f"operation {self.name!r}: its function takes no item argument")
+        reserved = [k for k in ("rng", "index") if k in kwargs]
+        if reserved:
+            raise ParameterError(
+                f"operation {self.name!r}: {reserved[0]!r} is supplied by wflp for each item; "
+                "do not pass it (use seed= for reproducible randomness)"
+            )
+        filled = {k: None for k in ("rng", "index") if k in self._signature.parameters}
         try:
-            bound = self._signature.bind(None, *args, **kwargs)
+            bound = self._signature.bind(None, *args, **kwargs, **filled)
         except TypeError as err:
             raise ParameterError(
                 f"operation {self.name!r}: {err}; its parameters are "
@@ -589,19 +596,23 @@ class _Run:
             from tqdm.auto import tqdm
         except ImportError:
             return None
-        return tqdm(total=total, desc=self.op.name, unit="item", leave=False)
+        return tqdm(total=total, desc=self.op.name, unit="item")
 
     def _drive(self, tasks: Iterator[ChunkTask], on_result: Callable[[ChunkResult], None]) -> None:
         bar = self._progress(self.inputs.known_length())
         try:
             for res in self.executor.map_chunks(tasks, self.info):
                 if res.error is not None:
-                    raise OperationError(
-                        f"operation {self.op.name!r} failed on item {res.error_index}; "
+                    last = res.error.strip().splitlines()[-1]
+                    err = OperationError(
+                        f"operation {self.op.name!r} failed on item {res.error_index}: {last}; "
                         "chunks finished before it are kept (rerun to resume), or pass "
-                        "AutoparaInfo(skip_failed=True) to drop failing items. The error "
-                        f"was:\n{res.error}"
+                        "AutoparaInfo(skip_failed=True) to drop failing items"
                     )
+                    err.worker_traceback = res.error
+                    if hasattr(err, "add_note"):
+                        err.add_note("Traceback in the process that ran the item:\n" + res.error)
+                    raise err
                 on_result(res)
                 if bar is not None:
                     bar.update(len(res.locs))

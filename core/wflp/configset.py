@@ -55,6 +55,11 @@ class FileGroup:
     def __init__(self, path: PathLike, format: str | None = None,
                  read_kwargs: dict | None = None, index: str | int | slice = ":"):
         self.path = Path(path)
+        if format is None and not self.path.exists():
+            try:
+                guess_format(self.path)
+            except InputError:
+                raise InputError(missing_file_message(self.path)) from None
         self.format = guess_format(self.path, format)
         self.read_kwargs = dict(read_kwargs or {})
         self.index = index
@@ -64,11 +69,7 @@ class FileGroup:
 
     def __iter__(self) -> Iterator[Atoms]:
         if not self.path.is_file():
-            raise InputError(
-                f"input file {str(self.path)!r} does not exist; check the path "
-                "(relative paths are taken from the current directory "
-                f"{os.getcwd()!r})"
-            )
+            raise InputError(missing_file_message(self.path))
         if self.format == "extxyz" and self.index == ":" and not self.read_kwargs:
             yield from iter_extxyz(self.path)
             return
@@ -151,12 +152,35 @@ def iter_extxyz(path: PathLike) -> Iterator[Atoms]:
             try:
                 atoms = next(read_xyz(io.StringIO("".join(lines)), index=0))
             except Exception as err:
+                where = _locate_bad_line(lines, str(err), start_line)
                 raise MalformedFileError(
-                    f"{path}: frame {frame} (lines {start_line}-{lineno}): "
+                    f"{path}: frame {frame} ({where or f'lines {start_line}-{lineno}'}): "
                     f"{type(err).__name__}: {err}; fix or regenerate the file"
                 ) from None
             yield atoms
             frame += 1
+
+
+def _locate_bad_line(lines: list[str], message: str, first_line: int) -> str | None:
+    """The line of a frame holding the token an ase parse error complains about."""
+    import re
+
+    match = re.search(r"'([^']+)'", message)
+    if not match:
+        return None
+    token = match.group(1)
+    for offset, line in enumerate(lines[2:], start=2):
+        if token in line.split():
+            return f"line {first_line + offset}"
+    return None
+
+
+def missing_file_message(path: PathLike) -> str:
+    return (
+        f"input file {str(path)!r} does not exist; check the path (relative paths are taken "
+        f"from the current directory {os.getcwd()!r}); if these strings are items rather "
+        "than file names (e.g. SMILES), pass ConfigSet.from_items([...])"
+    )
 
 
 def _is_pathlike(obj: Any) -> bool:
@@ -188,6 +212,11 @@ class ConfigSet:
     def __init__(self, items: Any, format: str | None = None, read_kwargs: dict | None = None,
                  index: str | int | slice = ":"):
         self._root = self._build(items, format, read_kwargs, index)
+
+    @classmethod
+    def from_items(cls, items: Iterable[Any]) -> ConfigSet:
+        """A set of arbitrary items (e.g. SMILES strings), never read as file names."""
+        return cls._from_root(list(items))
 
     @classmethod
     def _from_root(cls, root: Any) -> ConfigSet:

@@ -235,9 +235,10 @@ def fingerprint_configset(cs) -> tuple[str, int | None]:
         nonlocal count
         if isinstance(node, FileGroup):
             if not node.path.is_file():
+                from .configset import missing_file_message
                 from .errors import InputError
 
-                raise InputError(f"input file {str(node.path)!r} does not exist; check the path")
+                raise InputError(missing_file_message(node.path))
             fp.add_file(node.path, node.format, {"index": canonical(node.index),
                                                  **node.read_kwargs})
             count = None

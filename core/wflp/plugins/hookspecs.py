@@ -1,0 +1,176 @@
+"""The hooks a wflp plugin implements: one registration hook per kind of extension.
+
+A plugin is a module or object with functions decorated with ``@hookimpl``
+(from ``wflp`` or ``wflp.plugins``); each returns an iterable of spec objects
+(see ``wflp.plugins.types``). A plugin implements only the hooks it needs.
+Hooks are called once per process, the first time something is looked up, and
+must be cheap: name heavy things by import path ("package.module:attr") so that
+they are imported only when used.
+
+Every example below runs as it is (the test suite runs them as doctests).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pluggy
+
+from .types import CalculatorSpec, ExecutorSpec, FitterSpec, GeneratorSpec, SelectorSpec
+
+PROJECT = "wflp"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def wflp_calculators() -> Iterable[CalculatorSpec]:
+    """Register ASE calculators by name, for ``calculate(..., calculator=(name, [], {...}))``.
+
+    Example: a plugin offering ASE's Morse potential as "morse"::
+
+        >>> from wflp import hookimpl
+        >>> from wflp.plugins import CalculatorSpec, WflpPluginManager
+        >>> class MorsePlugin:
+        ...     @hookimpl
+        ...     def wflp_calculators(self):
+        ...         return [CalculatorSpec(
+        ...             name="morse", summary="Morse pair potential (ASE)",
+        ...             factory="ase.calculators.morse:MorsePotential",
+        ...             properties=("energy", "forces"), picklable=True)]
+        >>> pm = WflpPluginManager(entry_points=())   # private manager: builtins only
+        >>> pm.register_plugin(MorsePlugin(), name="morse-demo")
+        'morse-demo'
+        >>> calc = pm.get_spec("calculator", "morse").load()(epsilon=0.5)
+        >>> type(calc).__name__
+        'MorsePotential'
+    """
+
+
+@hookspec
+def wflp_generators() -> Iterable[GeneratorSpec]:
+    """Register operations that make new configurations (by MD, from SMILES, ...).
+
+    The operation is a ``wflp.operation`` (or an import path to one).
+
+    Example: a generator making ``n`` rattled copies of each input::
+
+        >>> from wflp import OutputSpec, hookimpl, operation
+        >>> from wflp.plugins import GeneratorSpec, WflpPluginManager
+        >>> @operation("rattled_copies", version="1")
+        ... def rattled_copies(atoms, n=2, stdev=0.01, rng=None):
+        ...     out = []
+        ...     for _ in range(n):
+        ...         copy = atoms.copy()
+        ...         copy.positions += rng.normal(scale=stdev, size=copy.positions.shape)
+        ...         out.append(copy)
+        ...     return out
+        >>> class RattlePlugin:
+        ...     @hookimpl
+        ...     def wflp_generators(self):
+        ...         return [GeneratorSpec(name="rattled_copies",
+        ...                               summary="n randomly displaced copies of each input",
+        ...                               operation=rattled_copies)]
+        >>> pm = WflpPluginManager(entry_points=())
+        >>> pm.register_plugin(RattlePlugin())
+        'RattlePlugin'
+        >>> from ase.build import bulk
+        >>> op = pm.get_spec("generators", "rattled_copies").load()
+        >>> len(list(op([bulk("Cu")], OutputSpec(), n=3, seed=1)))
+        3
+    """
+
+
+@hookspec
+def wflp_selectors() -> Iterable[SelectorSpec]:
+    """Register operations that keep a subset of their input configurations.
+
+    Example: a selector keeping configurations with at most ``max_atoms`` atoms::
+
+        >>> from wflp import OutputSpec, hookimpl, operation
+        >>> from wflp.plugins import SelectorSpec, WflpPluginManager
+        >>> @operation("select_small", version="1")
+        ... def select_small(atoms, max_atoms=4):
+        ...     return atoms if len(atoms) <= max_atoms else None
+        >>> class SmallPlugin:
+        ...     @hookimpl
+        ...     def wflp_selectors(self):
+        ...         return [SelectorSpec(name="select_small",
+        ...                              summary="keep configurations with few atoms",
+        ...                              operation=select_small)]
+        >>> pm = WflpPluginManager(entry_points=())
+        >>> pm.register_plugin(SmallPlugin())
+        'SmallPlugin'
+        >>> from ase.build import molecule
+        >>> op = pm.get_spec("selector", "select_small").load()
+        >>> [at.get_chemical_formula() for at in op(
+        ...     [molecule("H2O"), molecule("C6H6")], OutputSpec(), max_atoms=3)]
+        ['H2O']
+    """
+
+
+@hookspec
+def wflp_fitters() -> Iterable[FitterSpec]:
+    """Register potential fitters: ``fit(training, workdir, **params)`` returns the path
+    of the fitted potential, which the calculator named in the spec evaluates.
+
+    Example: a "fitter" that stores the mean energy per atom of the training set::
+
+        >>> import json, pathlib
+        >>> from wflp import hookimpl
+        >>> from wflp.plugins import FitterSpec, WflpPluginManager
+        >>> def fit_mean(training, workdir, energy_key="energy"):
+        ...     per_atom = [at.info[energy_key] / len(at) for at in training]
+        ...     path = pathlib.Path(workdir) / "mean.json"
+        ...     path.write_text(json.dumps({"e0": sum(per_atom) / len(per_atom)}))
+        ...     return path
+        >>> class MeanPlugin:
+        ...     @hookimpl
+        ...     def wflp_fitters(self):
+        ...         return [FitterSpec(name="mean_energy", summary="mean energy per atom",
+        ...                            fit=fit_mean, calculator="mean_energy")]
+        >>> pm = WflpPluginManager(entry_points=())
+        >>> pm.register_plugin(MeanPlugin())
+        'MeanPlugin'
+        >>> import tempfile
+        >>> from ase.build import molecule
+        >>> h2 = molecule("H2"); h2.info["energy"] = -2.0
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = pm.get_spec("fitters", "mean_energy").load()([h2], tmp)
+        ...     json.loads(out.read_text())
+        {'e0': -1.0}
+    """
+
+
+@hookspec
+def wflp_executors() -> Iterable[ExecutorSpec]:
+    """Register executors, which run chunks of work: ``factory(**options)`` returns an
+    object with ``map_chunks(tasks, autopara_info)`` yielding one ``ChunkResult`` per
+    ``ChunkTask``, in task order. Select one with ``AutoparaInfo(executor=name)``.
+
+    Example: an executor that runs chunks in this process and counts them::
+
+        >>> from wflp import hookimpl
+        >>> from wflp.autopara import run_chunk
+        >>> from wflp.plugins import ExecutorSpec, WflpPluginManager
+        >>> class CountingExecutor:
+        ...     name = "counting"
+        ...     def __init__(self, log=None):
+        ...         self.log = log if log is not None else []
+        ...     def map_chunks(self, tasks, autopara_info):
+        ...         for task in tasks:
+        ...             self.log.append(len(task.items))
+        ...             yield run_chunk(task)
+        >>> class CountingPlugin:
+        ...     @hookimpl
+        ...     def wflp_executors(self):
+        ...         return [ExecutorSpec(name="counting", summary="in-process, counts chunks",
+        ...                              factory=CountingExecutor)]
+        >>> pm = WflpPluginManager(entry_points=())
+        >>> pm.register_plugin(CountingPlugin())
+        'CountingPlugin'
+        >>> executor = pm.get_executor("counting", log=[])
+        >>> type(executor).__name__
+        'CountingExecutor'
+    """

@@ -1,0 +1,189 @@
+"""What registration hooks return: small frozen dataclasses, one per kind of extension.
+
+A spec names its target either directly (a callable or Operation) or as an import
+path "package.module:attribute", which is imported only when the thing is used,
+so that discovering plugins never imports heavy packages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from collections.abc import Callable
+from typing import Any, Union
+
+from ..errors import PluginError
+
+KINDS = ("calculators", "generators", "selectors", "fitters", "executors")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+Target = Union[str, Callable[..., Any]]
+
+
+def normalize_name(name: str) -> str:
+    """Names are case-insensitive, with '-' and '.' read as '_': "GAP-fit" -> "gap_fit"."""
+    if not isinstance(name, str):
+        raise PluginError(f"a registered name must be a string, got {name!r}")
+    norm = re.sub(r"[-.\s]+", "_", name.strip()).lower()
+    if not _NAME_RE.match(norm):
+        raise PluginError(
+            f"invalid registered name {name!r}: use letters, digits and '_' (starting with a "
+            "letter)"
+        )
+    return norm
+
+
+def _check_target(kind: str, name: str, field: str, target: Any) -> None:
+    """A target is a callable (or Operation) or an import path "package.module:attribute"."""
+    if isinstance(target, str):
+        module, sep, attr = target.partition(":")
+        if sep and module.strip() and attr.strip():
+            return
+        raise PluginError(
+            f"{kind} {name!r}: {field}={target!r} is not an import path; write it as "
+            "'package.module:attribute' (e.g. 'ase.calculators.emt:EMT') or pass the object"
+        )
+    if target is None or not callable(target):
+        raise PluginError(
+            f"{kind} {name!r}: {field} must be a callable or an import path "
+            f"'package.module:attribute', got {target!r}"
+        )
+
+
+def load_target(target: Target) -> Any:
+    """Resolve "pkg.module:attr" to the object (callables are returned unchanged).
+
+    Any error while importing (a missing optional dependency, a broken module) is
+    raised as PluginError naming the target, so that the caller sees which plugin
+    to fix or which package to install.
+    """
+    if not isinstance(target, str):
+        return target
+    module, _, attr = target.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in filter(None, attr.split(".")):
+            obj = getattr(obj, part)
+    except Exception as err:
+        raise PluginError(
+            f"cannot load {target!r}: {type(err).__name__}: {err}; install the package "
+            "that provides it, or check the plugin that registered it"
+        ) from err
+    return obj
+
+
+@dataclasses.dataclass(frozen=True)
+class _Spec:
+    name: str
+    summary: str
+
+    kind = ""
+    target_field = ""  # the field naming what the spec stands for
+
+    def __post_init__(self):
+        object.__setattr__(self, "name", normalize_name(self.name))
+        if not isinstance(self.summary, str) or not self.summary.strip():
+            raise PluginError(f"{self.kind[:-1]} {self.name!r}: summary must be a non-empty "
+                              "string (one line saying what it is)")
+        if self.target_field:
+            _check_target(self.kind[:-1], self.name, self.target_field,
+                          getattr(self, self.target_field))
+
+    @property
+    def target(self) -> Target:
+        """The callable, Operation or import path this spec stands for."""
+        return getattr(self, self.target_field)
+
+
+@dataclasses.dataclass(frozen=True)
+class CalculatorSpec(_Spec):
+    """An ASE calculator by name: factory(**kwargs) returns a calculator instance.
+
+    properties: what the calculator can compute (energy, forces, stress ...).
+    picklable: whether an instance may be sent to worker processes; when False
+    wflp builds it in each worker from the factory.
+    """
+
+    factory: Target = None  # type: ignore[assignment]
+    properties: tuple = ("energy", "forces")
+    picklable: bool = False
+    kind = "calculators"
+    target_field = "factory"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.properties, str) or not all(
+                isinstance(p, str) for p in self.properties):
+            raise PluginError(f"calculator {self.name!r}: properties must be a sequence of "
+                              f"property names like ('energy', 'forces'), got "
+                              f"{self.properties!r}")
+        object.__setattr__(self, "properties", tuple(self.properties))
+
+    def load(self) -> Callable[..., Any]:
+        return load_target(self.factory)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorSpec(_Spec):
+    """An operation that makes new configurations (from SMILES, by MD, by random search ...)."""
+
+    operation: Target = None  # type: ignore[assignment]
+    kind = "generators"
+    target_field = "operation"
+
+    def load(self):
+        return load_target(self.operation)
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectorSpec(_Spec):
+    """An operation that selects a subset of its input configurations."""
+
+    operation: Target = None  # type: ignore[assignment]
+    kind = "selectors"
+    target_field = "operation"
+
+    def load(self):
+        return load_target(self.operation)
+
+
+@dataclasses.dataclass(frozen=True)
+class FitterSpec(_Spec):
+    """Fits a potential: fit(training: ConfigSet, workdir, **params) -> path of the potential.
+
+    calculator: name of the registered calculator that evaluates the fitted potential.
+    """
+
+    fit: Target = None  # type: ignore[assignment]
+    calculator: str = ""
+    kind = "fitters"
+    target_field = "fit"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.calculator, str):
+            raise PluginError(f"fitter {self.name!r}: calculator must be the name of a "
+                              f"registered calculator (a string), got {self.calculator!r}")
+        if self.calculator:
+            object.__setattr__(self, "calculator", normalize_name(self.calculator))
+
+    def load(self):
+        return load_target(self.fit)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutorSpec(_Spec):
+    """Where chunks run: factory(**options) returns an object with
+    map_chunks(tasks, autopara_info) -> iterator of ChunkResult, in task order."""
+
+    factory: Target = None  # type: ignore[assignment]
+    kind = "executors"
+    target_field = "factory"
+
+    def load(self):
+        return load_target(self.factory)
+
+
+SPEC_TYPES = {cls.kind: cls for cls in (CalculatorSpec, GeneratorSpec, SelectorSpec,
+                                         FitterSpec, ExecutorSpec)}
