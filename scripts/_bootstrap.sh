@@ -1,0 +1,81 @@
+# shellcheck shell=bash
+# Sourced by the scripts in this folder: makes sure a virtual environment with
+# wflp and every first-party plugin (editable, with test extras) exists, then
+# activates it. Not meant to be run directly.
+#
+# Environment:
+#   WFLP_VENV       where the virtual environment lives (default: <repo>/.venv)
+#   PYTHON          the interpreter that creates it (default: python3)
+#   WFLP_REINSTALL  set to 1 to reinstall even if nothing changed
+
+set -euo pipefail
+
+WFLP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WFLP_VENV="${WFLP_VENV:-${WFLP_ROOT}/.venv}"
+PYTHON="${PYTHON:-python3}"
+export PIP_NO_INPUT=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+_wflp_log() { printf '[wflp setup] %s\n' "$*" >&2; }
+
+# The first-party plugins: every plugins/<name>/ that is a Python project.
+wflp_plugin_dirs() {
+    local d
+    for d in "${WFLP_ROOT}"/plugins/*/; do
+        d="${d%/}"
+        if [[ -f "${d}/pyproject.toml" || -f "${d}/setup.py" ]]; then
+            printf '%s\n' "${d}"
+        fi
+    done
+}
+
+# A digest of everything that decides what gets installed: when it changes,
+# the environment is brought up to date again.
+_wflp_install_digest() {
+    local f
+    {
+        "${WFLP_VENV}/bin/python" -c 'import sys; print(sys.version)'
+        for f in "${WFLP_ROOT}/pyproject.toml" "${WFLP_ROOT}"/plugins/*/pyproject.toml \
+                 "${WFLP_ROOT}"/plugins/*/setup.py "${WFLP_ROOT}"/plugins/*/setup.cfg; do
+            if [[ -f "${f}" ]]; then
+                printf '%s\n' "${f#"${WFLP_ROOT}"/}"
+                cat "${f}"
+            fi
+        done
+    } | sha256sum | cut -d' ' -f1
+}
+
+wflp_bootstrap() {
+    if [[ ! -x "${WFLP_VENV}/bin/python" ]] || ! "${WFLP_VENV}/bin/python" -c 'import sys' 2>/dev/null; then
+        if ! command -v "${PYTHON}" >/dev/null 2>&1; then
+            _wflp_log "cannot find ${PYTHON}; install Python >= 3.9 or set PYTHON=/path/to/python3"
+            return 1
+        fi
+        _wflp_log "creating a virtual environment in ${WFLP_VENV}"
+        rm -rf "${WFLP_VENV}"
+        if ! "${PYTHON}" -m venv "${WFLP_VENV}"; then
+            _wflp_log "'${PYTHON} -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv"
+            return 1
+        fi
+        "${WFLP_VENV}/bin/python" -m pip install --quiet --upgrade pip
+    fi
+
+    local stamp="${WFLP_VENV}/.wflp-install-digest"
+    local digest
+    digest="$(_wflp_install_digest)"
+    if [[ "${WFLP_REINSTALL:-0}" != "1" && -f "${stamp}" && "$(cat "${stamp}")" == "${digest}" ]]; then
+        _wflp_log "environment ${WFLP_VENV} is up to date"
+    else
+        local -a targets=(-e "${WFLP_ROOT}[test]")
+        local d
+        while IFS= read -r d; do
+            targets+=(-e "${d}[test]")
+        done < <(wflp_plugin_dirs)
+        _wflp_log "installing into ${WFLP_VENV}: wflp$(wflp_plugin_dirs | sed 's|.*/| |' | tr -d '\n')"
+        "${WFLP_VENV}/bin/python" -m pip install --quiet "${targets[@]}"
+        printf '%s\n' "${digest}" >"${stamp}"
+    fi
+
+    # shellcheck disable=SC1091
+    source "${WFLP_VENV}/bin/activate"
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Lint and test everything: set up .venv if needed, run ruff over the sources,
+# then pytest over tests/ (the core) and each plugins/<name>/tests (one pytest
+# run per distribution, so same-named test files in two plugins cannot clash).
+# Extra arguments go to every pytest run, e.g.  bash scripts/test.sh -m "not slow" -x
+# Exit status: 0 only if ruff is clean and every test run passed.
+set -euo pipefail
+# shellcheck source=scripts/_bootstrap.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
+wflp_bootstrap
+cd "${WFLP_ROOT}"
+
+status=0
+
+# -- lint -------------------------------------------------------------------------------
+lint_paths=()
+for p in core tests plugins benchmarks examples; do
+    [[ -e "${p}" ]] && lint_paths+=("${p}")
+done
+echo "== ruff check ${lint_paths[*]}"
+if ! ruff check "${lint_paths[@]}"; then
+    echo "ruff found problems (fix them, or try: ruff check --fix ${lint_paths[*]})" >&2
+    status=1
+fi
+
+# -- tests ------------------------------------------------------------------------------
+test_roots=()
+[[ -d tests ]] && test_roots+=("tests")
+while IFS= read -r d; do
+    rel="${d#"${WFLP_ROOT}"/}"
+    if [[ -d "${rel}/tests" ]]; then
+        test_roots+=("${rel}/tests")
+    else
+        echo "warning: plugin ${rel} has no tests/ folder" >&2
+    fi
+done < <(wflp_plugin_dirs)
+
+if [[ ${#test_roots[@]} -eq 0 ]]; then
+    echo "error: no test folders found (expected tests/ and plugins/*/tests)" >&2
+    exit 1
+fi
+
+reports="$(mktemp -d)"
+trap 'rm -rf "${reports}"' EXIT
+i=0
+for root in "${test_roots[@]}"; do
+    i=$((i + 1))
+    echo "== pytest ${root}"
+    rc=0
+    python -m pytest "${root}" --junitxml="${reports}/${i}.xml" "$@" || rc=$?
+    if [[ ${rc} -eq 5 ]]; then
+        if [[ $# -gt 0 ]]; then
+            echo "note: no test in ${root} matched the given options" >&2
+        else
+            echo "error: ${root} collected no tests" >&2
+            status=1
+        fi
+    elif [[ ${rc} -ne 0 ]]; then
+        status=1
+    fi
+done
+
+# One closing line over all runs.
+python - "${reports}" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+tests = failed = skipped = 0
+for report in sorted(Path(sys.argv[1]).glob("*.xml")):
+    for suite in ET.parse(report).getroot().iter("testsuite"):
+        tests += int(suite.get("tests", 0))
+        failed += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+        skipped += int(suite.get("skipped", 0))
+print(f"total: {tests - failed - skipped} passed, {failed} failed, {skipped} skipped")
+PY
+
+if [[ ${status} -ne 0 ]]; then
+    echo "FAILED (see above)" >&2
+fi
+exit "${status}"
