@@ -388,11 +388,7 @@ def get_executor(info: AutoparaInfo):
                 "executors`)"
             )
         name = "pool" if (info.num_python_subprocesses or 1) > 1 else "serial"
-    if name == "serial":
-        return SerialExecutor()
-    if name == "pool":
-        return PoolExecutor()
-    from .plugins import get_executor as lookup
+    from .plugins import get_executor as lookup  # builtins ("serial", "pool") and plugins
 
     return lookup(name)
 

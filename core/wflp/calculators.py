@@ -49,7 +49,7 @@ def construct_calculator(calculator: Any) -> Any:
         if isinstance(ctor, str):
             from .plugins import get_calculator
 
-            ctor = get_calculator(ctor).factory
+            ctor = get_calculator(ctor).load()
         if not callable(ctor):
             raise ParameterError(f"calculator constructor {ctor!r} is not callable")
         calc = ctor(*args, **kwargs)

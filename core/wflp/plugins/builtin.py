@@ -1,0 +1,53 @@
+"""What wflp itself registers, through the same hooks as any plugin.
+
+Targets are import paths, so nothing here is imported before it is used.
+"""
+
+from __future__ import annotations
+
+from .hookspecs import hookimpl
+from .types import CalculatorSpec, ExecutorSpec, GeneratorSpec, SelectorSpec
+
+
+@hookimpl
+def wflp_calculators() -> list[CalculatorSpec]:
+    return [
+        CalculatorSpec(
+            name="emt", summary="Effective medium theory (ASE), for Al Cu Ag Au Ni Pd Pt, H C N O",
+            factory="ase.calculators.emt:EMT",
+            properties=("energy", "free_energy", "forces", "stress"), picklable=True),
+        CalculatorSpec(
+            name="lj", summary="Lennard-Jones pair potential (ASE)",
+            factory="ase.calculators.lj:LennardJones",
+            properties=("energy", "free_energy", "forces", "stress"), picklable=True),
+    ]
+
+
+@hookimpl
+def wflp_generators() -> list[GeneratorSpec]:
+    return [
+        GeneratorSpec(name="md", summary="molecular dynamics trajectories (ASE integrators)",
+                      operation="wflp.ops:md"),
+        GeneratorSpec(name="optimize", summary="geometry optimization (ASE optimizers)",
+                      operation="wflp.ops:optimize"),
+    ]
+
+
+@hookimpl
+def wflp_selectors() -> list[SelectorSpec]:
+    return [
+        SelectorSpec(name="select_by_bool", summary="keep items for which a function is true",
+                     operation="wflp.ops:select_by_bool"),
+        SelectorSpec(name="select_by_index", summary="keep items at given input positions",
+                     operation="wflp.ops:select_by_index"),
+    ]
+
+
+@hookimpl
+def wflp_executors() -> list[ExecutorSpec]:
+    return [
+        ExecutorSpec(name="serial", summary="chunks one after another in this process",
+                     factory="wflp.autopara:SerialExecutor"),
+        ExecutorSpec(name="pool", summary="chunks in a reusable pool of worker processes",
+                     factory="wflp.autopara:PoolExecutor"),
+    ]

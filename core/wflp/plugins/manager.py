@@ -1,0 +1,468 @@
+"""Discovery, loading and lookup of wflp plugins (a thin layer over pluggy).
+
+Plugins are found through the entry-point group ``wflp``. Each entry point is
+loaded on its own, so one broken plugin is recorded as failed (with the reason)
+while every other plugin keeps working; ``WFLP_STRICT_PLUGINS=1`` turns such a
+failure into an error instead. ``WFLP_LOAD_PLUGINS`` is an allowlist of
+entry-point or distribution names (comma separated; set but empty: no external
+plugins); the others are reported as disabled and never imported.
+
+Registration hooks are called lazily, once, the first time something is looked
+up, one plugin at a time: a plugin whose hook raises or returns something
+invalid is isolated as failed too. The result is cached until a plugin is
+registered or unregistered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import Iterable
+from typing import Any, Optional
+
+import pluggy
+
+from ..errors import PluginError, UnknownNameError
+from . import hookspecs
+from .types import KINDS, SPEC_TYPES, normalize_name
+
+log = logging.getLogger("wflp")
+
+ENTRY_POINT_GROUP = "wflp"
+ENV_STRICT = "WFLP_STRICT_PLUGINS"
+ENV_ALLOW = "WFLP_LOAD_PLUGINS"
+BUILTIN_NAME = "wflp"
+
+OK, FAILED, DISABLED = "ok", "failed", "disabled"
+
+_FROM_ENV: Any = object()  # sentinel: read the setting from the environment
+
+
+# -- entry points ---------------------------------------------------------------------------
+
+def iter_entry_points() -> list:
+    """The installed entry points of group ``wflp``, each (name, value) once.
+
+    Tests may replace this function (or pass ``entry_points=`` to the manager) with
+    objects that have ``name``, ``value``, ``dist`` (with ``name`` and ``version``)
+    and ``load()``.
+    """
+    if sys.version_info >= (3, 10):
+        from importlib.metadata import entry_points
+    else:  # pragma: no cover
+        from importlib_metadata import entry_points
+    seen: set = set()
+    out = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        key = (ep.name, ep.value)
+        if key not in seen:  # the same distribution found twice on sys.path
+            seen.add(key)
+            out.append(ep)
+    return out
+
+
+def _dist_of(ep: Any) -> tuple[Optional[str], Optional[str]]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return None, None
+    name = getattr(dist, "name", None)
+    if name is None:
+        try:
+            name = dist.metadata["Name"]
+        except Exception:  # pragma: no cover - metadata without a name
+            name = None
+    return name, getattr(dist, "version", None)
+
+
+def _canon(name: str) -> str:
+    """Distribution/entry-point names compare like PyPI names: case and -_. ignored."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+def _env_strict() -> bool:
+    return os.environ.get(ENV_STRICT, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_allowlist() -> Optional[frozenset]:
+    value = os.environ.get(ENV_ALLOW)
+    if value is None:
+        return None
+    return frozenset(_canon(v) for v in value.split(",") if v.strip())
+
+
+def normalize_kind(kind: str) -> str:
+    """"calculator" or "calculators" (any case) -> "calculators"; unknown kinds raise."""
+    if isinstance(kind, str):
+        k = kind.strip().lower().replace("-", "_")
+        if k in KINDS:
+            return k
+        if k + "s" in KINDS:
+            return k + "s"
+    raise UnknownNameError(
+        f"unknown kind of plugin extension {kind!r}; use one of: {', '.join(KINDS)} "
+        "(singular or plural)"
+    )
+
+
+# -- records --------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class PluginRecord:
+    """What one plugin (usually one entry point of one distribution) contributed.
+
+    status: "ok", "failed" (error says why) or "disabled" (not in WFLP_LOAD_PLUGINS).
+    registered: {kind: [names]} of what it registered (empty unless ok).
+    error: why it failed, or problems of an ok plugin (e.g. a name clash).
+    """
+
+    plugin: str                        # its name in the plugin manager
+    distribution: Optional[str]
+    version: Optional[str]
+    entry_point: Optional[str]         # "name = value" for discovered plugins
+    status: str = OK
+    error: Optional[str] = None
+    registered: dict = dataclasses.field(default_factory=dict)
+
+    def describe(self) -> str:
+        """A short phrase naming the plugin, for messages."""
+        if self.distribution and self.entry_point:
+            return f"distribution {self.distribution!r} (entry point {self.entry_point!r})"
+        if self.distribution:
+            return f"distribution {self.distribution!r}"
+        return f"plugin {self.plugin!r} (registered in code)"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# -- the manager ----------------------------------------------------------------------------
+
+class _PluggyManager(pluggy.PluginManager):
+    """Also treats undecorated routines named ``wflp_*`` as hook implementations, so that
+    a misspelled hook is reported even when its @hookimpl was forgotten."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith("wflp_") and not inspect.isclass(plugin) \
+                and inspect.isroutine(getattr(plugin, name, None)):
+            return {}
+        return opts
+
+
+class WflpPluginManager:
+    """Finds, loads and looks up wflp plugins.
+
+    entry_points: None to discover installed plugins (group ``wflp``), or an
+        iterable of entry-point-like objects (``()`` for none: builtins only).
+    builtins: register wflp's own calculators, operations and executors.
+    strict: raise PluginError on any plugin failure (default: $WFLP_STRICT_PLUGINS).
+    allow: entry-point/distribution names allowed to load; None for all (default:
+        $WFLP_LOAD_PLUGINS, unset meaning all).
+    """
+
+    def __init__(self, entry_points: Optional[Iterable[Any]] = None, *, builtins: bool = True,
+                 strict: Optional[bool] = None, allow: Any = _FROM_ENV):
+        self.pm = _PluggyManager(hookspecs.PROJECT)
+        self.pm.add_hookspecs(hookspecs)
+        self._entry_points = entry_points
+        self._builtins = builtins
+        self._strict = strict
+        self._allow = allow
+        self._records: dict[str, PluginRecord] = {}
+        self._loaded = False
+        self._registry: Optional[dict] = None   # kind -> name -> (spec, plugin name)
+        self._conflicts: dict = {}               # kind -> name -> [plugin names]
+        self._lock = threading.RLock()
+
+    # settings ---------------------------------------------------------------------------
+    @property
+    def strict(self) -> bool:
+        return _env_strict() if self._strict is None else bool(self._strict)
+
+    @property
+    def allowlist(self) -> Optional[frozenset]:
+        if self._allow is _FROM_ENV:
+            return _env_allowlist()
+        if self._allow is None:
+            return None
+        return frozenset(_canon(a) for a in self._allow)
+
+    # loading ----------------------------------------------------------------------------
+    def load(self) -> WflpPluginManager:
+        """Register the builtins and load every allowed entry point (once)."""
+        with self._lock:
+            if self._loaded:
+                return self
+            try:
+                if self._builtins:
+                    from .. import __version__
+                    from . import builtin
+
+                    self._register(builtin, BUILTIN_NAME, PluginRecord(
+                        BUILTIN_NAME, "wflp", __version__, None))
+                eps = iter_entry_points() if self._entry_points is None else self._entry_points
+                allow = self.allowlist
+                for ep in eps:
+                    self._load_entry_point(ep, allow)
+                try:
+                    self.pm.check_pending()  # each plugin was checked on its own already
+                except pluggy.PluginValidationError as err:  # pragma: no cover
+                    raise PluginError(f"unknown hook: {err}") from err
+            except BaseException:
+                # strict mode (or a bug): leave nothing half-loaded, so a retry starts afresh
+                for name, _plugin in list(self.pm.list_name_plugin()):
+                    self.pm.unregister(name=name)
+                self._records.clear()
+                raise
+            self._loaded = True
+            self._registry = None
+        return self
+
+    def _load_entry_point(self, ep: Any, allow: Optional[frozenset]) -> None:
+        dist, version = _dist_of(ep)
+        record = PluginRecord(ep.name, dist, version, f"{ep.name} = {ep.value}")
+        if allow is not None and _canon(ep.name) not in allow and not (
+                dist and _canon(dist) in allow):
+            record.status = DISABLED
+            record.error = f"not listed in ${ENV_ALLOW}"
+            self._records[f"disabled:{ep.name}:{dist}"] = record
+            return
+        if self.pm.has_plugin(ep.name) or ep.name in self._records:
+            other = self._records.get(ep.name)
+            self._fail(record, f"another plugin ({other.describe() if other else ep.name}) "
+                       f"already uses the entry-point name {ep.name!r}; entry-point names in "
+                       f"group {ENTRY_POINT_GROUP!r} must be unique", key=f"{ep.name}:{dist}")
+            return
+        try:
+            plugin = ep.load()
+            if inspect.isclass(plugin):
+                plugin = plugin()
+        except Exception as err:
+            self._fail(record, f"cannot import {ep.value!r}: {type(err).__name__}: {err}",
+                       cause=err)
+            return
+        try:
+            self._register(plugin, ep.name, record)
+        except PluginError as err:
+            self._fail(record, str(err), cause=err)
+
+    def _register(self, plugin: Any, name: str, record: PluginRecord) -> None:
+        """Register *plugin* under *name*; PluginError (and nothing registered) if invalid."""
+        try:
+            self.pm.register(plugin, name=name)
+        except (pluggy.PluginValidationError, ValueError) as err:
+            raise PluginError(f"invalid hook implementation: {err}") from err
+        unknown = [hc.name for hc in self.pm.get_hookcallers(plugin) or []
+                   if not hc.has_spec()]
+        if unknown:
+            self.pm.unregister(plugin)
+            raise PluginError(
+                f"unknown hook(s) {', '.join(unknown)}; the hooks are "
+                f"{', '.join('wflp_' + k for k in KINDS)} (check the spelling)"
+            )
+        record.status = OK
+        self._records[name] = record
+        self._registry = None
+
+    def _fail(self, record: PluginRecord, reason: str, cause: Optional[BaseException] = None,
+              key: Optional[str] = None) -> None:
+        """Record *record* as failed (unregistering it), or raise PluginError if strict."""
+        message = f"wflp plugin {record.describe()} failed to load: {reason}"
+        if self.strict:  # raise before changing anything: the next attempt raises again
+            raise PluginError(
+                f"{message}. Fix or uninstall it (or unset ${ENV_STRICT} to skip failing "
+                "plugins)"
+            ) from cause
+        record.status = FAILED
+        record.error = reason
+        record.registered = {}
+        self._records[key or record.plugin] = record
+        if self.pm.has_plugin(record.plugin) and self._records.get(record.plugin) is record:
+            self.pm.unregister(name=record.plugin)
+        log.warning("%s; it is skipped (set %s=1 to make this an error)", message, ENV_STRICT)
+
+    # explicit registration ----------------------------------------------------------------
+    def register_plugin(self, plugin: Any, name: Optional[str] = None, *,
+                        distribution: Optional[str] = None,
+                        version: Optional[str] = None) -> str:
+        """Register a plugin object or module in code; returns its name.
+
+        Unlike a discovered plugin, an invalid one raises PluginError at once.
+        """
+        with self._lock:
+            self.load()
+            if name is None:
+                name = getattr(plugin, "__name__", None) or type(plugin).__name__
+            if self.pm.has_plugin(name) or name in self._records:
+                raise PluginError(f"a plugin named {name!r} is already registered; pass "
+                                  "another name=")
+            self._register(plugin, name, PluginRecord(name, distribution, version, None))
+            return name
+
+    def unregister_plugin(self, name: str) -> None:
+        """Remove a plugin (registered or failed) by name."""
+        with self._lock:
+            if self.pm.has_plugin(name):
+                self.pm.unregister(name=name)
+            self._records.pop(name, None)
+            self._registry = None
+
+    # collecting registrations ---------------------------------------------------------------
+    def _collect_plugin(self, plugin: Any) -> dict:
+        """Call each hook of one plugin; {kind: [specs]}, PluginError if anything is wrong."""
+        found: dict = {}
+        for kind in KINDS:
+            hook = getattr(self.pm.hook, f"wflp_{kind}")
+            for impl in hook.get_hookimpls():
+                if impl.plugin is not plugin:
+                    continue
+                if impl.hookwrapper or impl.wrapper:
+                    raise PluginError(f"wflp_{kind} is a hook wrapper; registration hooks "
+                                      "must be plain @hookimpl functions")
+                try:
+                    result = impl.function()
+                except Exception as err:
+                    raise PluginError(
+                        f"its hook wflp_{kind}() raised {type(err).__name__}: {err}") from err
+                found.setdefault(kind, []).extend(_check_result(kind, result))
+        for kind, specs in found.items():
+            names = [s.name for s in specs]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise PluginError(f"its hook wflp_{kind}() registers {dup[0]!r} more than once")
+        return found
+
+    def _get_registry(self) -> dict:
+        with self._lock:
+            self.load()
+            if self._registry is not None:
+                return self._registry
+            owners: dict = {kind: {} for kind in KINDS}
+            for name, plugin in list(self.pm.list_name_plugin()):
+                record = self._records.get(name)
+                if record is None or record.status != OK:
+                    continue
+                record.error = None
+                try:
+                    found = self._collect_plugin(plugin)
+                except PluginError as err:
+                    self._fail(record, str(err), cause=err.__cause__ or err)
+                    continue
+                record.registered = {k: sorted(s.name for s in v) for k, v in found.items()}
+                for kind, specs in found.items():
+                    for spec in specs:
+                        owners[kind].setdefault(spec.name, []).append((spec, name))
+            registry: dict = {kind: {} for kind in KINDS}
+            conflicts: dict = {kind: {} for kind in KINDS}
+            for kind, by_name in owners.items():
+                for spec_name, entries in by_name.items():
+                    if len(entries) == 1:
+                        registry[kind][spec_name] = entries[0]
+                        continue
+                    plugins = [p for _s, p in entries]
+                    conflicts[kind][spec_name] = plugins
+                    message = self._conflict_message(kind, spec_name, plugins)
+                    for p in plugins:
+                        rec = self._records[p]
+                        rec.error = f"{rec.error}; {message}" if rec.error else message
+                    if self.strict:
+                        raise PluginError(message)
+                    log.warning("%s", message)
+            self._registry = registry
+            self._conflicts = conflicts
+            return registry
+
+    def _conflict_message(self, kind: str, name: str, plugins: list) -> str:
+        who = " and ".join(self._records[p].describe() for p in plugins)
+        return (f"{kind[:-1]} {name!r} is registered by more than one plugin: {who}; "
+                f"uninstall one of them, or leave one out with ${ENV_ALLOW}")
+
+    # lookups ----------------------------------------------------------------------------
+    def get_spec(self, kind: str, name: str) -> Any:
+        """The spec registered as *name* for *kind* ("calculator(s)", "executor(s)" ...)."""
+        kind = normalize_kind(kind)
+        registry = self._get_registry()
+        try:
+            norm = normalize_name(name)
+        except PluginError:
+            norm = None
+        if norm in self._conflicts.get(kind, {}):
+            raise PluginError(self._conflict_message(kind, norm, self._conflicts[kind][norm]))
+        entry = registry[kind].get(norm)
+        if entry is None:
+            raise UnknownNameError(self._unknown_message(kind, name))
+        return entry[0]
+
+    def provider(self, kind: str, name: str) -> PluginRecord:
+        """The record of the plugin that registered *name* for *kind*."""
+        kind = normalize_kind(kind)
+        self.get_spec(kind, name)
+        return self._records[self._registry[kind][normalize_name(name)][1]]
+
+    def list_specs(self, kind: str) -> list:
+        """Every spec of *kind*, sorted by name (names claimed by two plugins left out)."""
+        kind = normalize_kind(kind)
+        registry = self._get_registry()
+        return [registry[kind][n][0] for n in sorted(registry[kind])]
+
+    def get_executor(self, name: str, **options: Any) -> Any:
+        """A new executor instance: the registered factory called with *options*."""
+        spec = self.get_spec("executors", name)
+        executor = spec.load()(**options)
+        if not callable(getattr(executor, "map_chunks", None)):
+            raise PluginError(
+                f"executor {spec.name!r} from {self.provider('executors', name).describe()} "
+                f"returned {type(executor).__name__}, which has no map_chunks(tasks, "
+                "autopara_info) method; fix the plugin's factory"
+            )
+        return executor
+
+    def report(self) -> list[PluginRecord]:
+        """One record per plugin (builtins first): status, error and what it registered."""
+        with self._lock:
+            self._get_registry()
+            return [dataclasses.replace(r, registered={k: list(v) for k, v in
+                                                       r.registered.items()})
+                    for r in self._records.values()]
+
+    def _unknown_message(self, kind: str, name: Any) -> str:
+        label = kind[:-1]
+        available = sorted(self._registry[kind]) if self._registry else []
+        parts = [f"no {label} named {name!r} is registered",
+                 f"available {kind}: {', '.join(available) if available else '(none)'}"]
+        failed = [r for r in self._records.values() if r.status == FAILED]
+        if failed:
+            parts.append("plugins that failed to load: " + "; ".join(
+                f"{r.describe()}: {r.error}" for r in failed))
+        disabled = [r for r in self._records.values() if r.status == DISABLED]
+        if disabled:
+            parts.append(f"plugins disabled by ${ENV_ALLOW}: " + ", ".join(
+                r.distribution or r.plugin for r in disabled))
+        hint = re.sub(r"[_\s]+", "-", str(name).strip().lower()) or "NAME"
+        parts.append(f"if a plugin provides it, install it (e.g. `pip install wflp-{hint}`) "
+                     "and check `wflp list-plugins`")
+        return "; ".join(parts)
+
+
+def _check_result(kind: str, result: Any) -> list:
+    """The specs a hook returned, checked to be of the right type."""
+    cls = SPEC_TYPES[kind]
+    if result is None or isinstance(result, (str, bytes, dict)) or not isinstance(
+            result, Iterable):
+        raise PluginError(
+            f"its hook wflp_{kind}() returned {type(result).__name__}; it must return a "
+            f"list of {cls.__name__} (an empty list to register nothing)"
+        )
+    specs = list(result)
+    for spec in specs:
+        if not isinstance(spec, cls):
+            raise PluginError(
+                f"its hook wflp_{kind}() returned a {type(spec).__name__}; it must return "
+                f"{cls.__name__} objects"
+            )
+    return specs
