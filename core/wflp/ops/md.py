@@ -1,0 +1,327 @@
+"""md: molecular dynamics with ASE's integrators; each input yields its sampled trajectory.
+
+Every stored frame carries the calculator's results (energy, forces, and stress
+for periodic cells) under a prefix, as calculate stores them, plus
+info["md_step"], info["md_time_fs"] and info["md_temperature_K"] (the kinetic
+temperature of the frame), and with a thermostat info["md_target_temperature_K"]
+(the target of the step that made the frame). All randomness (initial
+velocities, Langevin noise) comes from the per-item random stream of the call's
+``seed``, so results do not depend on chunking or the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, Union
+
+import numpy as np
+from ase import Atoms, units
+
+from ..autopara import Operation, operation
+from ..calculators import calculator_prefix, construct_calculator
+from ..errors import ParameterError
+from .calculate import _evaluate
+
+INTEGRATORS = ("langevin", "velocityverlet", "berendsen", "nose_hoover")
+THERMOSTATS = ("langevin", "berendsen", "nose_hoover")
+STORED_PROPERTIES = ("energy", "forces", "stress")
+DEFAULT_FRICTION = 0.01  # 1/fs
+
+Temperature = Union[float, Sequence[float]]
+
+
+# -- checking parameters before any item runs -----------------------------------------------
+
+class _PrecheckedOperation(Operation):
+    """An Operation whose parameters are checked once, in the caller, before any item runs.
+
+    Without this a bad value would fail inside every item and surface as an
+    OperationError wrapping a traceback; checked here it raises ParameterError
+    with its own message. Worker processes receive the plain function, unchanged.
+    """
+
+    def __init__(self, op: Operation, check: Callable[[dict, Optional[int]], Any]):
+        super().__init__(op.func, op.name, version=op.version, per=op.per, summary=op.summary)
+        self._check = check
+
+    def __call__(self, inputs: Any, outputs: Any, *args: Any, autopara_info: Any = None,
+                 seed: Optional[int] = None, **kwargs: Any) -> Any:
+        self._check(self.bind_parameters(args, kwargs), seed)
+        return super().__call__(inputs, outputs, *args, autopara_info=autopara_info,
+                                seed=seed, **kwargs)
+
+
+def prechecked(check: Callable[[dict, Optional[int]], Any]) -> Callable[[Operation], Operation]:
+    """Decorator over @operation: run check(parameters, seed) at call time, in the caller."""
+
+    def wrap(op: Operation) -> Operation:
+        return _PrecheckedOperation(op, check)
+
+    return wrap
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def check_count(op: str, name: str, value: Any, minimum: int) -> int:
+    """value as an int >= minimum, else ParameterError naming op and parameter."""
+    if not _is_int(value) or value < minimum:
+        raise ParameterError(f"{op}: {name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_positive(op: str, name: str, value: Any, allow_zero: bool = False) -> float:
+    """value as a float > 0 (or >= 0), else ParameterError naming op and parameter."""
+    if not _is_number(value) or not np.isfinite(value) or value < 0 or (
+            value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ParameterError(f"{op}: {name} must be a number {bound}, got {value!r}")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MDSettings:
+    integrator: str
+    t_start: Optional[float]
+    t_end: Optional[float]
+    needs_rng: bool
+
+
+def _check_md(params: dict, seed: Optional[int]) -> _MDSettings:
+    """Validate md's parameters; return the normalized ones. seed: None if none given."""
+    integrator = params["integrator"]
+    if not isinstance(integrator, str) or integrator.lower() not in INTEGRATORS:
+        raise ParameterError(
+            f"md: unknown integrator {integrator!r}; choose one of {', '.join(INTEGRATORS)}")
+    integrator = integrator.lower()
+    check_count("md", "steps", params["steps"], 0)
+    check_positive("md", "dt", params["dt"])
+    check_count("md", "sample_interval", params["sample_interval"], 1)
+
+    temperature = params["temperature"]
+    t_start = t_end = None
+    if integrator in THERMOSTATS:
+        if temperature is None:
+            raise ParameterError(
+                f"md: integrator {integrator!r} is a thermostat and needs temperature=<K> "
+                "(or a ramp (T_start, T_end)); for constant-energy MD use "
+                "integrator='velocityverlet'")
+        if isinstance(temperature, (list, tuple, np.ndarray)):
+            if len(temperature) != 2:
+                raise ParameterError(
+                    f"md: a temperature ramp is (T_start, T_end) in K, got {temperature!r}")
+            t_start = check_positive("md", "temperature[0]", temperature[0], allow_zero=True)
+            t_end = check_positive("md", "temperature[1]", temperature[1], allow_zero=True)
+            if integrator == "nose_hoover" and t_start != t_end:
+                raise ParameterError(
+                    "md: temperature ramps are not supported with integrator='nose_hoover' "
+                    "(its chain cannot change target); use 'langevin' or 'berendsen'")
+        else:
+            t_start = t_end = check_positive("md", "temperature", temperature, allow_zero=True)
+    elif temperature is not None:
+        raise ParameterError(
+            "md: integrator 'velocityverlet' is constant-energy and takes no temperature; "
+            "pass initial_temperature=<K> to start from thermal velocities, or choose a "
+            f"thermostat ({', '.join(THERMOSTATS)})")
+
+    if integrator == "langevin":
+        if params["friction"] is not None:
+            check_positive("md", "friction", params["friction"])
+    elif params["friction"] is not None:
+        raise ParameterError(
+            f"md: friction applies only to integrator='langevin', not {integrator!r}; "
+            "use temperature_tau for 'berendsen' and 'nose_hoover'")
+    if params["temperature_tau"] is not None:
+        if integrator not in ("berendsen", "nose_hoover"):
+            raise ParameterError(
+                f"md: temperature_tau applies only to 'berendsen' and 'nose_hoover', not "
+                f"{integrator!r}" + (" (use friction)" if integrator == "langevin" else ""))
+        check_positive("md", "temperature_tau", params["temperature_tau"])
+
+    init_t = params["initial_temperature"]
+    if init_t is not None:
+        check_positive("md", "initial_temperature", init_t, allow_zero=True)
+    if params["abort_min_distance"] is not None:
+        check_positive("md", "abort_min_distance", params["abort_min_distance"])
+    prefix = params["results_prefix"]
+    if prefix is not None and not isinstance(prefix, str):
+        raise ParameterError(f"md: results_prefix must be a string, got {prefix!r}")
+
+    needs_rng = integrator == "langevin" or bool(init_t)
+    if needs_rng and seed is None:
+        why = ("Langevin dynamics draws random forces" if integrator == "langevin"
+               else "initial_temperature draws random Maxwell-Boltzmann velocities")
+        raise ParameterError(
+            f"md: {why}; pass seed=<int> (e.g. seed=1) so that the trajectories are "
+            "reproducible, independent of how the work is split between processes")
+    return _MDSettings(integrator, t_start, t_end, needs_rng)
+
+
+# -- the operation ----------------------------------------------------------------------------
+
+@prechecked(_check_md)
+@operation("md", version="1")
+def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "langevin",
+       temperature: Optional[Temperature] = None, friction: Optional[float] = None,
+       temperature_tau: Optional[float] = None, sample_interval: int = 1,
+       initial_temperature: Optional[float] = None, abort_min_distance: Optional[float] = None,
+       results_prefix: Optional[str] = None, rng: Optional[np.random.Generator] = None,
+       ) -> list[Atoms]:
+    """Run molecular dynamics from each configuration; return its sampled trajectory.
+
+    calculator: an ASE calculator, a (constructor, args, kwargs) tuple or a registered name.
+    steps: number of time steps; dt: time step in fs.
+    integrator: "langevin" (NVT, needs seed), "velocityverlet" (NVE), "berendsen"
+        (NVT, velocity rescaling) or "nose_hoover" (NVT, Nose-Hoover chain).
+    temperature: thermostat target in K, or a ramp (T_start, T_end) interpolated
+        linearly over the steps (not for nose_hoover).
+    friction: Langevin friction in 1/fs (default 0.01).
+    temperature_tau: Berendsen / Nose-Hoover time constant in fs (default 100 * dt).
+    sample_interval: store the frames at steps 0, N, 2N, ... (steps // N + 1 frames).
+    initial_temperature: draw Maxwell-Boltzmann velocities at this temperature (K), then
+        remove centre-of-mass motion (and rotation, for non-periodic systems); None keeps
+        the input's momenta.
+    abort_min_distance: stop a trajectory as soon as two atoms are closer than this (Å);
+        its last frame is that configuration, marked info["md_aborted"] = True.
+    results_prefix: prefix of the stored calculator results (default: as calculate).
+    """
+    settings = _check_md(dict(integrator=integrator, steps=steps, dt=dt,
+                              temperature=temperature, friction=friction,
+                              temperature_tau=temperature_tau,
+                              sample_interval=sample_interval,
+                              initial_temperature=initial_temperature,
+                              abort_min_distance=abort_min_distance,
+                              results_prefix=results_prefix),
+                         None if (rng is None) else 0)
+    if not isinstance(atoms, Atoms):
+        raise TypeError(f"md takes Atoms, got {type(atoms).__name__}")
+    calc = construct_calculator(calculator)
+    prefix = calculator_prefix(calculator, calc) if results_prefix is None else results_prefix
+    implemented = set(getattr(calc, "implemented_properties", STORED_PROPERTIES))
+    wanted = [p for p in STORED_PROPERTIES if p in implemented]
+
+    work = atoms.copy()
+    own_constraints = copy.deepcopy(work.constraints)
+    if initial_temperature is not None:
+        _thermalize(work, float(initial_temperature), rng)
+    work.calc = calc
+    dyn = _make_dynamics(work, settings, dt, friction, temperature_tau, rng)
+
+    def target(step: int) -> Optional[float]:
+        if settings.t_start is None:
+            return None
+        frac = min(step, steps) / steps if steps else 0.0
+        return settings.t_start + (settings.t_end - settings.t_start) * frac
+
+    frames: list[Atoms] = []
+    try:
+        for _ in dyn.irun(steps):
+            step = dyn.nsteps
+            aborted = (abort_min_distance is not None
+                       and _closer_than(work, float(abort_min_distance)))
+            if aborted or step % sample_interval == 0:
+                frame = work.copy()
+                frame.set_constraint(copy.deepcopy(own_constraints))
+                frame.info["md_step"] = step
+                frame.info["md_time_fs"] = step * float(dt)
+                frame.info["md_temperature_K"] = float(frame.get_temperature())
+                if settings.t_start is not None:
+                    frame.info["md_target_temperature_K"] = _get_target(dyn, settings)
+                if aborted:
+                    frame.info["md_aborted"] = True
+                _evaluate(frame, calc, wanted, prefix, raise_errors=True)
+                frames.append(frame)
+            if aborted:
+                break
+            if settings.t_start != settings.t_end:
+                # the step that makes frame n+1 runs with the target of step n+1
+                _set_target(dyn, settings.integrator, target(step + 1))
+    finally:
+        work.calc = None
+    return frames
+
+
+def _thermalize(atoms: Atoms, temperature_K: float, rng: Optional[np.random.Generator]) -> None:
+    """Maxwell-Boltzmann momenta from rng, without centre-of-mass motion (and rotation)."""
+    from ase.md import velocitydistribution as vd
+
+    if temperature_K == 0:
+        atoms.set_momenta(np.zeros((len(atoms), 3)))
+        return
+    if rng is None:  # pragma: no cover - the parameter check requires a seed
+        raise ParameterError("md: initial_temperature needs seed=<int>")
+    if hasattr(vd, "thermalize_momenta"):  # ase >= 3.29
+        vd.thermalize_momenta(atoms, temperature_K, rng=rng)
+    else:  # pragma: no cover - older ase
+        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    vd.Stationary(atoms)
+    if not atoms.pbc.any():  # rotation is not a free motion of a periodic system
+        vd.ZeroRotation(atoms)
+
+
+def _make_dynamics(atoms: Atoms, settings: _MDSettings, dt: float, friction: Optional[float],
+                   temperature_tau: Optional[float], rng: Optional[np.random.Generator]):
+    timestep = float(dt) * units.fs
+    tau = (float(temperature_tau) if temperature_tau is not None else 100.0 * float(dt)) \
+        * units.fs
+    if settings.integrator == "velocityverlet":
+        from ase.md.verlet import VelocityVerlet
+
+        return VelocityVerlet(atoms, timestep=timestep)
+    if settings.integrator == "langevin":
+        from ase.constraints import FixCom
+        from ase.md.langevin import Langevin
+
+        if rng is None:  # pragma: no cover - the parameter check requires a seed
+            raise ParameterError("md: integrator='langevin' needs seed=<int>")
+        if not atoms.constraints and len(atoms) > 1:
+            # ASE's replacement for Langevin's deprecated fixcm=True; frames do not keep it
+            atoms.set_constraint(FixCom())
+        fr = DEFAULT_FRICTION if friction is None else float(friction)
+        return Langevin(atoms, timestep=timestep, temperature_K=settings.t_start,
+                        friction=fr / units.fs, fixcm=False, rng=rng)
+    if settings.integrator == "berendsen":
+        from ase.md.nvtberendsen import NVTBerendsen
+
+        return NVTBerendsen(atoms, timestep=timestep, temperature_K=settings.t_start, taut=tau)
+    try:
+        from ase.md.nose_hoover_chain import NoseHooverChainNVT
+    except ImportError:  # pragma: no cover - older ase
+        raise ParameterError(
+            "md: integrator='nose_hoover' needs ase.md.nose_hoover_chain (ase >= 3.24); "
+            "upgrade ase or use 'langevin' or 'berendsen'") from None
+    return NoseHooverChainNVT(atoms, timestep=timestep, temperature_K=settings.t_start,
+                              tdamp=tau)
+
+
+def _set_target(dyn: Any, integrator: str, temperature_K: float) -> None:
+    if integrator in ("langevin", "berendsen"):
+        dyn.set_temperature(temperature_K=temperature_K)
+
+
+def _get_target(dyn: Any, settings: _MDSettings) -> float:
+    """The thermostat's current target in K, read back from the integrator."""
+    if settings.integrator == "langevin":
+        return float(dyn.temp / units.kB)
+    if settings.integrator == "berendsen":
+        return float(dyn.get_temperature())
+    return float(settings.t_start)  # nose_hoover: constant, not exposed by ase
+
+
+def _closer_than(atoms: Atoms, distance: float) -> bool:
+    """True if any two atoms (or an atom and a periodic image) are closer than distance."""
+    if len(atoms) < 2 and not atoms.pbc.any():
+        return False
+    from ase.neighborlist import neighbor_list
+
+    return len(neighbor_list("d", atoms, distance)) > 0
+
+
+__all__ = ["md"]
