@@ -8,7 +8,6 @@ from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.constraints import FixAtoms
-
 from wflp import AutoparaInfo, OutputSpec
 from wflp.errors import ParameterError
 from wflp.ops import md
