@@ -48,7 +48,11 @@ for root in "${test_roots[@]}"; do
     echo "== pytest ${root}"
     rc=0
     python -m pytest "${root}" --junitxml="${reports}/${i}.xml" "$@" || rc=$?
-    if [[ ${rc} -eq 5 ]]; then
+    if [[ ${rc} -ne 0 && ${rc} -ne 1 && ${rc} -ne 5 ]]; then
+        echo "error: pytest ${root} stopped before or while running tests (exit ${rc})" >&2
+        status=1
+        [[ -f "${reports}/${i}.xml" ]] || : >"${reports}/${i}.broken"
+    elif [[ ${rc} -eq 5 ]]; then
         if [[ $# -gt 0 ]]; then
             echo "note: no test in ${root} matched the given options" >&2
         else
@@ -72,6 +76,10 @@ for report in sorted(Path(sys.argv[1]).glob("*.xml")):
         tests += int(suite.get("tests", 0))
         failed += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
         skipped += int(suite.get("skipped", 0))
+# a pytest run that could not even start (e.g. a broken conftest) counts as one failure
+broken = len(list(Path(sys.argv[1]).glob("*.broken")))
+tests += broken
+failed += broken
 print(f"total: {tests - failed - skipped} passed, {failed} failed, {skipped} skipped")
 PY
 
