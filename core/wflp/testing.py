@@ -1,0 +1,80 @@
+"""pytest fixtures for testing wflp plugins and workflows (loaded by pytest automatically).
+
+Fixtures:
+
+``wflp_plugin_manager``
+    A fresh plugin manager holding only wflp's builtins (no installed plugins),
+    made the process-wide one for the test and replaced by the previous one after.
+``register_wflp_plugin``
+    ``register_wflp_plugin(plugin, name=None)`` registers a plugin object or module
+    with the process-wide manager for the duration of the test; returns its name.
+``cu_configs``
+    8 rattled 4-atom fcc Cu cells (reproducible).
+``molecules``
+    H2O, CH4, NH3 and C2H4 from ase.build.molecule.
+
+This module is imported whenever pytest starts in an environment with wflp, so
+it imports nothing but pytest at the top: wflp and ase are imported by the
+fixtures when used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Callable, Optional
+
+import pytest
+
+
+@pytest.fixture
+def wflp_plugin_manager() -> Iterator[Any]:
+    """A fresh WflpPluginManager with only the builtins, process-wide during the test."""
+    from wflp.plugins import WflpPluginManager, use_plugin_manager
+
+    pm = WflpPluginManager(entry_points=(), strict=False, allow=None)
+    with use_plugin_manager(pm):
+        yield pm
+
+
+@pytest.fixture
+def register_wflp_plugin() -> Iterator[Callable[..., str]]:
+    """A function registering a plugin with the process-wide manager until the test ends.
+
+    Combine it with ``wflp_plugin_manager`` to keep installed plugins out.
+    """
+    from wflp.plugins import get_plugin_manager
+
+    registered: list = []
+
+    def register(plugin: Any, name: Optional[str] = None) -> str:
+        pm = get_plugin_manager()
+        plugin_name = pm.register_plugin(plugin, name=name)
+        registered.append((pm, plugin_name))
+        return plugin_name
+
+    yield register
+    for pm, plugin_name in reversed(registered):
+        pm.unregister_plugin(plugin_name)
+
+
+@pytest.fixture
+def cu_configs() -> list:
+    """8 rattled 4-atom fcc Cu cells (a = 3.6 Å, displacements of 0.05 Å rms, seed 0)."""
+    import numpy as np
+    from ase.build import bulk
+
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(8):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        out.append(atoms)
+    return out
+
+
+@pytest.fixture
+def molecules() -> list:
+    """Small molecules in their ase.build geometries: H2O, CH4, NH3, C2H4."""
+    from ase.build import molecule
+
+    return [molecule(name) for name in ("H2O", "CH4", "NH3", "C2H4")]
