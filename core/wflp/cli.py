@@ -1,0 +1,392 @@
+"""The ``wflp`` command line: inspect plugins and records, run operations and chains,
+scaffold plugins.
+
+Every error wflp raises on purpose (WflpError) and every usage error is printed
+as one line on stderr with exit status 2; ``wflp --debug ...`` shows the
+traceback instead. This module imports only click and wflp's light core at
+start-up, so that ``wflp list-plugins`` and ``wflp --help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any, NoReturn, Optional
+
+import click
+
+from . import __version__
+from .errors import RecordMismatchError, WflpError
+
+EXIT_ERROR = 2          # WflpError and usage errors
+EXIT_INTERNAL = 1       # a bug: anything else
+EXIT_INTERRUPTED = 130
+
+_state = {"debug": False}
+
+
+# -- error handling -------------------------------------------------------------------------
+
+def _one_line(message: str) -> str:
+    """Messages are single lines by design; an embedded traceback is cut to its last line."""
+    lines = [ln for ln in str(message).splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    return f"{lines[0]} ... {lines[-1].strip()} (wflp --debug shows all of it)"
+
+
+def _fail(prefix: str, message: str, code: int) -> NoReturn:
+    click.echo(f"{prefix}: {message}", err=True)
+    sys.exit(code)
+
+
+class _WflpGroup(click.Group):
+    """The top-level group: turns exceptions into one-line messages and exit codes."""
+
+    def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
+             complete_var: Optional[str] = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        _state["debug"] = "--debug" in argv[: argv.index("--") if "--" in argv else None]
+        try:
+            return super().main(args=argv, prog_name=prog_name or "wflp",
+                                complete_var=complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as exc:  # pragma: no cover - click handles it itself
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "wflp"
+            _fail(f"{where}: error", f"{exc.format_message()} (see '{where} --help')",
+                  EXIT_ERROR)
+        except click.ClickException as exc:
+            _fail("wflp: error", exc.format_message(), EXIT_ERROR)
+        except click.Abort:
+            _fail("wflp", "aborted", EXIT_INTERRUPTED)
+        except KeyboardInterrupt:
+            _fail("wflp", "interrupted (finished chunks are kept: rerun to resume)",
+                  EXIT_INTERRUPTED)
+        except WflpError as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            message = _one_line(str(exc))
+            if isinstance(exc, RecordMismatchError):
+                message = message.replace(
+                    "pass overwrite=True (OutputSpec(..., overwrite=True))", "pass --overwrite")
+            _fail("wflp: error", message, EXIT_ERROR)
+        except BrokenPipeError:  # e.g. `wflp list-plugins | head -1`
+            sys.stderr.close()
+            sys.exit(0)
+        except Exception as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+                sys.exit(EXIT_INTERNAL)
+            _fail("wflp: internal error", f"{type(exc).__name__}: {_one_line(str(exc))} "
+                  "(rerun with --debug for the traceback, and please report it)", EXIT_INTERNAL)
+
+
+def _setup_logging(verbose: int, debug: bool) -> None:
+    logger = logging.getLogger("wflp")
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    if not any(getattr(h, "_wflp_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("wflp: %(levelname)s: %(message)s"))
+        handler._wflp_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+@click.group(cls=_WflpGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="wflp",
+                      message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.option("-v", "--verbose", count=True, help="Log what wflp does (reuse, resume ...).")
+def cli(debug: bool, verbose: int) -> None:
+    """wflp: parallel, restartable, provenance-exact atomistic workflows on ASE."""
+    _state["debug"] = debug
+    _setup_logging(verbose, debug)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Any:
+    """Entry point of the ``wflp`` console script."""
+    return cli.main(args=argv, prog_name="wflp")
+
+
+# -- list-plugins ---------------------------------------------------------------------------
+
+def _record_dict(record: Any) -> dict:
+    if isinstance(record, dict):
+        return dict(record)
+    if hasattr(record, "to_dict"):
+        return record.to_dict()
+    import dataclasses
+
+    return dataclasses.asdict(record)
+
+
+@cli.command("list-plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+@click.option("--kind", "kind", metavar="KIND",
+              help="Only plugins registering this kind (calculators, generators, selectors, "
+                   "fitters, executors; singular accepted). Failed and disabled plugins are "
+                   "always shown.")
+def list_plugins(as_json: bool, kind: Optional[str]) -> None:
+    """Installed plugins: what each registers, and whether it loaded."""
+    from .plugins import plugin_report
+    from .plugins.manager import normalize_kind
+
+    kind_norm = None
+    if kind is not None:
+        try:
+            kind_norm = normalize_kind(kind)
+        except WflpError as err:
+            raise click.BadParameter(str(err), param_hint="--kind") from None
+    records = [_record_dict(r) for r in plugin_report()]
+    if kind_norm is not None:
+        records = [dict(r, registered={kind_norm: r.get("registered", {}).get(kind_norm, [])})
+                   for r in records
+                   if r.get("registered", {}).get(kind_norm) or r.get("status") != "ok"]
+    if as_json:
+        click.echo(json.dumps(records, indent=2, sort_keys=True))
+        return
+    click.echo(_plugin_table(records))
+
+
+def _plugin_table(records: list[dict]) -> str:
+    header = ("DISTRIBUTION", "VERSION", "STATUS", "KIND", "NAMES")
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    for r in records:
+        dist = r.get("distribution") or r.get("plugin") or "?"
+        version = r.get("version") or "-"
+        status = r.get("status", "?")
+        registered = {k: v for k, v in (r.get("registered") or {}).items() if v}
+        if status != "ok" or not registered:
+            reason = r.get("error") or ("registers nothing" if status == "ok" else "")
+            rows.append((dist, version, status, "-", "-"))
+            if reason:
+                ep = f" [{r['entry_point']}]" if r.get("entry_point") else ""
+                notes.append(f"  {dist}{ep}: {status}: {_one_line(reason)}")
+            continue
+        first = True
+        for k in sorted(registered):
+            rows.append((dist if first else "", version if first else "",
+                         status if first else "", k, ", ".join(registered[k])))
+            first = False
+        if r.get("error"):  # an ok plugin with a problem (e.g. a name clash)
+            notes.append(f"  {dist}: warning: {_one_line(r['error'])}")
+    if not rows:
+        return "no plugins match"
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1]
+             for row in [header, *rows]]
+    lines = [ln.rstrip() for ln in lines]
+    if notes:
+        lines += ["", "problems:", *notes]
+    return "\n".join(lines)
+
+
+# -- records show -------------------------------------------------------------------------------
+
+@cli.group("records")
+def records_group() -> None:
+    """Inspect the records that say what made an output."""
+
+
+@records_group.command("show")
+@click.argument("output", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the raw record (JSON).")
+def records_show(output: str, as_json: bool) -> None:
+    """Show what made OUTPUT (a file written by a wflp operation)."""
+    from .errors import InputError
+    from .records import RECORD_SUFFIX, read_record, record_path, sha256_file
+
+    path = output[: -len(RECORD_SUFFIX)] if output.endswith(RECORD_SUFFIX) else output
+    rec_path = record_path(path)
+    if not os.path.exists(path) and not rec_path.exists():
+        raise InputError(f"output {path!r} does not exist; give the path of a file that a "
+                         "wflp operation wrote")
+    record = read_record(rec_path)
+    if record is None:
+        raise InputError(f"{path!r} has no wflp record ({rec_path.name} is missing), so what "
+                         "made it is unknown; only outputs written by wflp operations have one")
+    if as_json:
+        click.echo(json.dumps(record, indent=2, sort_keys=True))
+        return
+    state = "missing"
+    if os.path.exists(path):
+        stored = {o.get("file"): o.get("sha256") for o in record.get("outputs", [])}
+        ok = stored.get(os.path.basename(path)) == sha256_file(path)
+        state = "matches its record" if ok else "MODIFIED since wflp wrote it"
+    click.echo(_format_record(path, record, state))
+
+
+def _format_record(path: str, record: dict, state: str) -> str:
+    def js(value: Any) -> str:
+        return json.dumps(value, sort_keys=True)
+
+    provider = record.get("provider") or {}
+    if provider.get("distribution"):
+        prov = f"{provider['distribution']} {provider.get('version') or ''}".strip()
+    else:
+        prov = f"module {provider.get('module', '?')} (no installed distribution"
+        prov += f"; code sha256 {record['code_sha256']})" if record.get("code_sha256") else ")"
+    inputs = record.get("inputs") or {}
+    count = inputs.get("count")
+    lines = [
+        f"output:      {path} ({state})",
+        f"operation:   {record.get('operation')} v{record.get('operation_version')} "
+        f"({record.get('function')})",
+        f"provider:    {prov}",
+        f"wflp:        {record.get('wflp_version')}",
+        "parameters:" + ("" if record.get("parameters") else "  (none)"),
+    ]
+    for key, value in sorted((record.get("parameters") or {}).items()):
+        lines.append(f"  {key} = {js(value)}")
+    counted = f" ({count} configs)" if count is not None else ""
+    lines.append(f"inputs:      sha256 {record.get('inputs_sha256')}{counted}")
+    for f in inputs.get("files") or []:
+        lines.append(f"  {f}")
+    lines.append("outputs:")
+    for o in record.get("outputs") or []:
+        lines.append(f"  {o.get('file')}: {o.get('configs')} configs, sha256 {o.get('sha256')}")
+    lines += [
+        f"format:      {record.get('output_format')}",
+        f"started:     {record.get('started')}",
+        f"finished:    {record.get('finished')}",
+        f"host:        {record.get('host')} (python {record.get('python')}, "
+        f"pid {record.get('pid')})",
+    ]
+    return "\n".join(lines)
+
+
+# -- run ----------------------------------------------------------------------------------
+
+@cli.command("run", context_settings={"show_default": True})
+@click.argument("target", nargs=-1, required=True, metavar="CHAIN.toml | KIND NAME")
+@click.option("-i", "--input", "inputs", multiple=True, metavar="FILE",
+              help="Input file or glob (repeatable). KIND NAME only.")
+@click.option("-o", "--output", metavar="FILE", help="Output file. KIND NAME only.")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+              help="A parameter (repeatable); VALUE is read as TOML/JSON (0.01, [300, 600], "
+                   "true) or else as a string. Calculators: factory arguments; generators "
+                   "and selectors: operation arguments. KIND NAME only.")
+@click.option("--prefix", help="calculate: key prefix of the results (default NAME_).")
+@click.option("--properties", metavar="P1,P2",
+              help="calculate: comma-separated properties to store (default: all "
+                   "implemented of energy, free_energy, forces, stress).")
+@click.option("--seed", type=click.IntRange(min=0),
+              help="Seed of an operation that uses random numbers. KIND NAME only.")
+@click.option("--nproc", type=click.IntRange(min=1),
+              help="Worker processes (default: $WFLP_NUM_PYTHON_SUBPROCESSES, else 1; a chain's "
+                   "own nproc if it sets one).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace outputs made by a different computation (matching ones are "
+                   "still reused).")
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan; run nothing.")
+def run_command(target: tuple, inputs: tuple, output: Optional[str], settings: tuple,
+                prefix: Optional[str], properties: Optional[str], seed: Optional[int],
+                nproc: Optional[int], overwrite: bool, dry_run: bool) -> None:
+    """Run one registered operation, or a chain of them from a TOML file.
+
+    \b
+      wflp run calculator emt -i configs.xyz -o evaluated.xyz
+      wflp run selector select_by_index -i evaluated.xyz -o sel.xyz --set indices=[0,2]
+      wflp run chain.toml
+    """
+    from .chain import ChainPlan, load_chain, parse_settings, plan_step, run_plan
+
+    if len(target) == 1:
+        given = [name for name, value in (("-i/--input", inputs), ("-o/--output", output),
+                                          ("--set", settings), ("--prefix", prefix),
+                                          ("--properties", properties), ("--seed", seed))
+                 if value]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} apply to `wflp run KIND NAME`; a chain file sets inputs, "
+                "outputs and parameters itself")
+        plan = load_chain(target[0])
+    elif len(target) == 2:
+        kind, name = target
+        if not inputs:
+            raise click.UsageError("missing -i/--input FILE (the configurations to run on)")
+        if not output:
+            raise click.UsageError("missing -o/--output FILE (where the results go)")
+        from pathlib import Path
+
+        from .chain import input_paths
+
+        params = parse_settings(settings)
+        paths = input_paths(list(inputs), Path.cwd(), "-i/--input")
+        out_path = Path(output).absolute()
+        if out_path.resolve() in {p.resolve() for p in paths}:
+            raise click.UsageError(f"-o/--output {output!r} is also an input; write to "
+                                   "another file")
+        step = plan_step(kind, name, params, out_path, label=f"{kind} {name!r}", prefix=prefix,
+                         properties=properties, seed=seed, param_source="--set")
+        plan = ChainPlan(paths, [step])
+    else:
+        raise click.UsageError(
+            f"expected CHAIN.toml or KIND NAME, got {len(target)} arguments: "
+            f"{' '.join(target)}")
+
+    if dry_run:
+        click.echo(json.dumps({"inputs": [str(p) for p in plan.inputs],
+                               "steps": [s.describe() for s in plan.steps]},
+                              indent=2, sort_keys=True))
+        return
+
+    info = None
+    if nproc is not None:
+        from .autopara import AutoparaInfo
+
+        info = AutoparaInfo(num_python_subprocesses=nproc)
+    chain = len(target) == 1
+
+    def report(result: Any) -> None:
+        what = f"step {result.index}: " if chain else ""
+        done = "reused (record matches)" if result.reused else f"done in {result.seconds:.1f} s"
+        configs = "?" if result.configs is None else result.configs
+        click.echo(f"{what}{result.kind[:-1]} {result.name} -> {_rel(result.output)}: "
+                   f"{configs} configs, {done}")
+
+    run_plan(plan, overwrite=overwrite, autopara_info=info, on_step=report)
+
+
+def _rel(path: Any) -> str:
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # pragma: no cover - another drive on Windows
+        return str(path)
+    return str(path) if rel.startswith(".." + os.sep + "..") else rel
+
+
+# -- new-plugin ---------------------------------------------------------------------------
+
+@cli.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "directory", default=".", show_default=True,
+              type=click.Path(file_okay=False),
+              help="Where to create the distribution's folder wflp-NAME.")
+@click.option("--kind", default="calculators", show_default=True,
+              help="What the example registers: calculators, generators, selectors, fitters "
+                   "or executors (singular accepted).")
+def new_plugin(name: str, directory: str, kind: str) -> None:
+    """Create a ready-to-install plugin distribution wflp-NAME with a working example."""
+    from .scaffold import scaffold_plugin
+
+    result = scaffold_plugin(name, directory, kind=kind)
+    click.echo(f"created {_rel(result.root)} (distribution {result.distribution}, module "
+               f"{result.module}, registers {result.kind[:-1]} {result.registered!r})")
+    for f in result.files:
+        click.echo(f"  {os.path.relpath(f, result.root)}")
+    click.echo("next:")
+    click.echo(f"  pip install -e {_rel(result.root)}")
+    click.echo(f"  wflp list-plugins --kind {result.kind}")
+    click.echo(f"  python -m pytest {_rel(result.root)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
