@@ -20,7 +20,7 @@ from typing import Any, NoReturn, Optional
 import click
 
 from . import __version__
-from .errors import RecordMismatchError, WflpError
+from .errors import WflpError
 
 EXIT_ERROR = 2          # WflpError and usage errors
 EXIT_INTERNAL = 1       # a bug: anything else
@@ -52,6 +52,7 @@ class _WflpGroup(click.Group):
              **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         _state["debug"] = "--debug" in argv[: argv.index("--") if "--" in argv else None]
+        _state["command"] = None
         try:
             return super().main(args=argv, prog_name=prog_name or "wflp",
                                 complete_var=complete_var, standalone_mode=False, **extra)
@@ -72,9 +73,10 @@ class _WflpGroup(click.Group):
             if _state["debug"]:
                 traceback.print_exc()
             message = _one_line(str(exc))
-            if isinstance(exc, RecordMismatchError):
-                message = message.replace(
-                    "pass overwrite=True (OutputSpec(..., overwrite=True))", "pass --overwrite")
+            if _state.get("command") == "run":  # speak of the option, not the Python argument
+                for python_words in ("overwrite=True (OutputSpec(..., overwrite=True))",
+                                     "overwrite=True"):
+                    message = message.replace(python_words, "--overwrite")
             _fail("wflp: error", message, EXIT_ERROR)
         except BrokenPipeError:  # e.g. `wflp list-plugins | head -1`
             sys.stderr.close()
@@ -98,7 +100,7 @@ def _setup_logging(verbose: int, debug: bool) -> None:
     logger.setLevel(level)
 
 
-@click.group(cls=_WflpGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("wflp", cls=_WflpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="wflp",
                       message="%(prog)s %(version)s")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
@@ -106,6 +108,8 @@ def _setup_logging(verbose: int, debug: bool) -> None:
 def cli(debug: bool, verbose: int) -> None:
     """wflp: parallel, restartable, provenance-exact atomistic workflows on ASE."""
     _state["debug"] = debug
+    ctx = click.get_current_context()
+    _state["command"] = ctx.invoked_subcommand
     _setup_logging(verbose, debug)
 
 
@@ -319,13 +323,13 @@ def run_command(target: tuple, inputs: tuple, output: Optional[str], settings: t
         from .chain import input_paths
 
         params = parse_settings(settings)
-        paths = input_paths(list(inputs), Path.cwd(), "-i/--input")
         out_path = Path(output).absolute()
+        step = plan_step(kind, name, params, out_path, label=f"{kind} {name!r}", prefix=prefix,
+                         properties=properties, seed=seed, param_source="--set")
+        paths = input_paths(list(inputs), Path.cwd(), "-i/--input")
         if out_path.resolve() in {p.resolve() for p in paths}:
             raise click.UsageError(f"-o/--output {output!r} is also an input; write to "
                                    "another file")
-        step = plan_step(kind, name, params, out_path, label=f"{kind} {name!r}", prefix=prefix,
-                         properties=properties, seed=seed, param_source="--set")
         plan = ChainPlan(paths, [step])
     else:
         raise click.UsageError(
@@ -349,8 +353,9 @@ def run_command(target: tuple, inputs: tuple, output: Optional[str], settings: t
         what = f"step {result.index}: " if chain else ""
         done = "reused (record matches)" if result.reused else f"done in {result.seconds:.1f} s"
         configs = "?" if result.configs is None else result.configs
+        noun = "config" if configs == 1 else "configs"
         click.echo(f"{what}{result.kind[:-1]} {result.name} -> {_rel(result.output)}: "
-                   f"{configs} configs, {done}")
+                   f"{configs} {noun}, {done}")
 
     run_plan(plan, overwrite=overwrite, autopara_info=info, on_step=report)
 
