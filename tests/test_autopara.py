@@ -11,7 +11,6 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 from helpers import rattled_cu
-
 from wflp import AutoparaInfo, ConfigSet, OutputSpec, operation
 from wflp.autopara import worker_pool
 from wflp.errors import NotPicklableError, OperationError, ParameterError

@@ -8,7 +8,6 @@ import pytest
 from ase import Atoms
 from ase.calculators.emt import EMT
 from helpers import rattled_cu
-
 from wflp import ConfigSet, OutputSpec
 from wflp.errors import InputError, MalformedFileError, OutputError, ParameterError, WflpError
 from wflp.ops import calculate, map

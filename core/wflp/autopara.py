@@ -48,7 +48,9 @@ log = logging.getLogger("wflp")
 
 ENV_NUM_PROCESSES = "WFLP_NUM_PYTHON_SUBPROCESSES"
 ENV_PROGRESS = "WFLP_PROGRESS"
-DEFAULT_CHUNK_CAP = 100
+CHUNK_SECONDS = 2.0      # target work per adaptive chunk
+FIRST_CHUNK = 2          # adaptive chunks start this small, until timings arrive
+MAX_CHUNK = 1000
 STAGE_SUFFIX = ".wflp-partial"
 _CHUNK_RE = re.compile(r"^c-(\d{6})-(\d{12})-(\d{12})\.xyz$")
 
@@ -61,9 +63,10 @@ class AutoparaInfo:
 
     num_python_subprocesses: worker processes (default: $WFLP_NUM_PYTHON_SUBPROCESSES,
         else 1, i.e. serial in this process).
-    num_inputs_per_python_subprocess: items per chunk (default: the input count
-        divided into about 8 chunks per process, at most 100; 10 when the count
-        is not known without reading files). A chunk is also the unit of resume.
+    num_inputs_per_python_subprocess: items per chunk. Default: adaptive, chunks
+        of about CHUNK_SECONDS of work each (measured as results arrive), never more
+        than a quarter of a process's share of what remains, so the processes finish
+        together. A chunk is also the unit of resume.
     skip_failed: an item whose function raises is logged and dropped instead of
         stopping the operation.
     initializer: (callable, args) or a callable, run once in each process that
@@ -106,14 +109,6 @@ class AutoparaInfo:
         _check_positive("threads_per_worker", self.threads_per_worker)
         return dataclasses.replace(self, num_python_subprocesses=nproc)
 
-    def chunk_size(self, n_items: int | None) -> int:
-        if self.num_inputs_per_python_subprocess:
-            return self.num_inputs_per_python_subprocess
-        if n_items is None:
-            return 10
-        nproc = self.num_python_subprocesses or 1
-        return max(1, min(DEFAULT_CHUNK_CAP, -(-n_items // (8 * nproc))))
-
     def show_progress(self) -> bool:
         if self.progress is not None:
             return self.progress
@@ -125,6 +120,34 @@ class AutoparaInfo:
 def _check_positive(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ParameterError(f"AutoparaInfo.{name} must be a whole number >= 1, got {value!r}")
+
+
+class ChunkSizer:
+    """Chooses chunk sizes: fixed if the user set one, else guided by measured item time."""
+
+    def __init__(self, info: AutoparaInfo, n_items: int | None):
+        self.fixed = info.num_inputs_per_python_subprocess
+        self.nproc = info.num_python_subprocesses or 1
+        self.n_items = n_items
+        self.items_timed = 0
+        self.seconds = 0.0
+
+    def observe(self, n_items: int, seconds: float) -> None:
+        self.items_timed += n_items
+        self.seconds += seconds
+
+    def size(self, next_index: int) -> int:
+        if self.fixed:
+            return self.fixed
+        limit = MAX_CHUNK
+        if self.n_items is not None:
+            remaining = max(1, self.n_items - next_index)
+            limit = min(limit, -(-remaining // (4 * self.nproc)))
+        if self.items_timed == 0:
+            return max(1, min(limit, FIRST_CHUNK))
+        per_item = self.seconds / self.items_timed
+        wanted = int(CHUNK_SECONDS / per_item) if per_item > 0 else MAX_CHUNK
+        return max(1, min(limit, wanted))
 
 
 # -- chunks and what runs them --------------------------------------------------------------
@@ -150,6 +173,7 @@ class ChunkResult:
     n_outputs: int
     error: Optional[str] = None         # traceback text of an item that failed
     error_index: Optional[int] = None
+    seconds: float = 0.0                # time spent running the chunk
 
 
 @dataclasses.dataclass
@@ -207,6 +231,7 @@ def _private_copy(item: Any) -> Any:
 def run_chunk(task: ChunkTask) -> ChunkResult:
     """Run one chunk; in the worker pool this is the function each worker executes."""
     payload = _load_payload(task)
+    t0 = time.perf_counter()
     items = [_private_copy(x) for x in task.items]
     n = len(items)
     rngs = ([item_rng(payload.seed, task.start + i) for i in range(n)]
@@ -251,9 +276,10 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
                                        error_index=task.start + i)
     n_out = sum(len(r) for r in results)
     if task.stage_file is None:
-        return ChunkResult(task.start, task.locs, results, n_out)
+        return ChunkResult(task.start, task.locs, results, n_out,
+                           seconds=time.perf_counter() - t0)
     _write_chunk_file(Path(task.stage_file), results, payload.op_name)
-    return ChunkResult(task.start, task.locs, None, n_out)
+    return ChunkResult(task.start, task.locs, None, n_out, seconds=time.perf_counter() - t0)
 
 
 def _write_chunk_file(path: Path, results: list[list], op_name: str) -> None:
@@ -512,6 +538,8 @@ class _Run:
         self.info = info
         self.params = params
         self.executor = get_executor(info)
+        self.n_known = inputs.known_length()
+        self.sizer = ChunkSizer(info, self.n_known)
 
     # payload ---------------------------------------------------------------------------
     def _payload(self) -> tuple[bytes, str]:
@@ -542,8 +570,8 @@ class _Run:
     # chunking --------------------------------------------------------------------------
     def _tasks(self, payload: bytes, digest: str, stage: Path | None, done: list,
                counter: dict) -> Iterator[ChunkTask]:
-        n_known = self.inputs.known_length()
-        size = self.info.chunk_size(n_known)
+        sizer = self.sizer
+        size = sizer.size(0)
         done_iter = iter(sorted(done))
         next_done = next(done_iter, None)
         per_file = len(self.outputs.files) > 1
@@ -573,6 +601,7 @@ class _Run:
                 continue
             if not buf_items:
                 buf_start, buf_group = index, group
+                size = sizer.size(index)
             buf_items.append(item)
             buf_locs.append(loc)
         if buf_items:
@@ -595,9 +624,10 @@ class _Run:
         return tqdm(total=total, desc=self.op.name, unit="item")
 
     def _drive(self, tasks: Iterator[ChunkTask], on_result: Callable[[ChunkResult], None]) -> None:
-        bar = self._progress(self.inputs.known_length())
+        bar = self._progress(self.n_known)
         try:
             for res in self.executor.map_chunks(tasks, self.info):
+                self.sizer.observe(len(res.locs), res.seconds)
                 if res.error is not None:
                     last = res.error.strip().splitlines()[-1]
                     err = OperationError(
@@ -734,7 +764,9 @@ class _Run:
 
     def _execute_files(self) -> ConfigSet:
         record = self._new_record()
-        if self._existing_outputs_match(record):
+        # a stage directory means an earlier run was interrupted, possibly while assembling
+        # the final files: resume it rather than trusting what is under the final names
+        if not self._stage_dir().exists() and self._existing_outputs_match(record):
             log.info("%s: reusing %s (its record matches)", self.op.name,
                      ", ".join(map(str, self.outputs.files)))
             return self.outputs.result_set()
@@ -759,7 +791,7 @@ class _Run:
                 chunks.append((int(m.group(2)), int(m.group(3)), int(m.group(1)), stage / entry))
         chunks.sort()
         pos = 0
-        for start, end, _g, path in chunks:
+        for start, end, _g, _path in chunks:
             if start != pos:
                 raise OutputError(
                     f"stage directory {str(stage)!r} is inconsistent (items {pos}..{start} "

@@ -68,7 +68,7 @@ def canonical_json(obj: Any) -> str:
 
 # -- canonical form of parameters ---------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _source_digest(func) -> str | None:
     try:
         return sha256_bytes(inspect.getsource(func).encode())[:16]
@@ -83,10 +83,11 @@ def describe_callable(func: Any) -> dict:
     old code is not silently reused.
     """
     target = inspect.unwrap(func) if callable(func) else func
-    desc: dict[str, Any] = {
-        "callable": f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
-    }
-    digest = _source_digest(target) if inspect.isroutine(target) or inspect.isclass(target) else None
+    module = getattr(target, "__module__", "?")
+    desc: dict[str, Any] = {"callable": f"{module}.{getattr(target, '__qualname__', repr(target))}"}
+    digest = None
+    if inspect.isroutine(target) or inspect.isclass(target):
+        digest = _source_digest(target)
     if digest is None and inspect.isroutine(target):
         code = getattr(target, "__code__", None)
         if code is not None:
@@ -258,7 +259,7 @@ def fingerprint_configset(cs) -> tuple[str, int | None]:
 
 # -- provenance of the code -----------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _packages_distributions() -> dict[str, list[str]]:
     if sys.version_info >= (3, 10):
         from importlib.metadata import packages_distributions
@@ -267,7 +268,7 @@ def _packages_distributions() -> dict[str, list[str]]:
     return dict(packages_distributions())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def provider_of(module: str) -> dict:
     """The installed distribution (name, version) that provides a module."""
     if sys.version_info >= (3, 10):

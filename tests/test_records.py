@@ -1,0 +1,149 @@
+"""Records: exact reuse, stale detection naming the differing fields, overwrite."""
+
+import json
+
+import ase.io
+import pytest
+from ase.calculators.emt import EMT
+from helpers import rattled_cu
+from wflp import ConfigSet, OutputSpec, operation
+from wflp.errors import OutputError, RecordMismatchError
+from wflp.ops import calculate
+from wflp.records import record_path
+
+
+@pytest.fixture
+def counted(tmp_path):
+    """An operation that logs each call to a file, to tell reuse from recomputation."""
+    log = tmp_path / "calls.log"
+
+    @operation("scaled", version="1")
+    def scaled(at, factor):
+        with open(log, "a") as fd:
+            fd.write("x\n")
+        at.positions *= factor
+        return at
+
+    def calls():
+        return len(log.read_text().split()) if log.exists() else 0
+
+    return scaled, calls
+
+
+def test_record_describes_the_computation(tmp_path):
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(3))
+    calculate(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / "out.xyz"),
+              calculator=EMT(), prefix="E_")
+    rec = json.loads(record_path(tmp_path / "out.xyz").read_text())
+    assert rec["operation"] == "calculate" and rec["operation_version"] == "1"
+    assert rec["provider"]["distribution"] == "wflp"
+    assert rec["parameters"]["calculator"]["calculator"] == "ase.calculators.emt.EMT"
+    assert rec["parameters"]["prefix"] == "E_"
+    assert rec["outputs"][0]["configs"] == 3 and len(rec["outputs"][0]["sha256"]) == 64
+    assert rec["inputs"]["files"] == [str(tmp_path / "in.xyz")]
+    for key in ("started", "finished", "host", "wflp_version", "inputs_sha256",
+                "parameters_sha256"):
+        assert rec[key]
+
+
+def test_matching_rerun_reuses_without_computing(tmp_path, counted):
+    scaled, calls = counted
+    ats = rattled_cu(4)
+    first = scaled(ats, OutputSpec(tmp_path / "o.xyz"), 1.1)
+    assert calls() == 4
+    mtime = (tmp_path / "o.xyz").stat().st_mtime_ns
+    again = scaled(ats, OutputSpec(tmp_path / "o.xyz"), 1.1)
+    assert calls() == 4
+    assert (tmp_path / "o.xyz").stat().st_mtime_ns == mtime
+    assert [a.positions.tolist() for a in first] == [a.positions.tolist() for a in again]
+
+
+def test_changed_parameter_is_an_error_naming_it(tmp_path, counted):
+    scaled, calls = counted
+    ats = rattled_cu(2)
+    scaled(ats, OutputSpec(tmp_path / "o.xyz"), 1.1)
+    expected = r"parameters\.factor: 1\.1 -> 1\.2.*overwrite=True"
+    with pytest.raises(RecordMismatchError, match=expected) as err:
+        scaled(ats, OutputSpec(tmp_path / "o.xyz"), 1.2)
+    assert set(err.value.differences) == {"parameters.factor"}
+    assert calls() == 2
+    scaled(ats, OutputSpec(tmp_path / "o.xyz", overwrite=True), 1.2)
+    assert calls() == 4
+    rec = json.loads(record_path(tmp_path / "o.xyz").read_text())
+    assert rec["parameters"]["factor"] == 1.2
+
+
+def test_changed_input_file_content_is_detected(tmp_path, counted):
+    scaled, _ = counted
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(2))
+    scaled(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / "o.xyz"), 1.1)
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(2, seed=5))
+    with pytest.raises(RecordMismatchError, match="inputs_sha256"):
+        scaled(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / "o.xyz"), 1.1)
+
+
+def test_changed_in_memory_inputs_are_detected(tmp_path, counted):
+    scaled, _ = counted
+    ats = rattled_cu(2)
+    scaled(ats, OutputSpec(tmp_path / "o.xyz"), 1.1)
+    ats[1].info["tag"] = 1
+    with pytest.raises(RecordMismatchError, match="inputs_sha256"):
+        scaled(ats, OutputSpec(tmp_path / "o.xyz"), 1.1)
+
+
+def test_calculator_fingerprinted_by_class_and_parameters(tmp_path):
+    ats = rattled_cu(2)
+    calculate(ats, OutputSpec(tmp_path / "o.xyz"), calculator=EMT())
+    # a new but equal calculator object is the same computation
+    calculate(ats, OutputSpec(tmp_path / "o.xyz"), calculator=EMT())
+    expected = r"parameters\.calculator\.parameters\.asap_cutoff"
+    with pytest.raises(RecordMismatchError, match=expected):
+        calculate(ats, OutputSpec(tmp_path / "o.xyz"), calculator=EMT(asap_cutoff=True))
+
+
+def test_operation_version_change_is_detected(tmp_path):
+    @operation("bumped", version="1")
+    def v1(at):
+        return at
+
+    @operation("bumped", version="2")
+    def v2(at):
+        return at
+
+    v1(rattled_cu(1), OutputSpec(tmp_path / "o.xyz"))
+    with pytest.raises(RecordMismatchError, match="operation_version: 1 -> 2"):
+        v2(rattled_cu(1), OutputSpec(tmp_path / "o.xyz"))
+
+
+def test_changed_user_function_body_is_detected(tmp_path):
+    from wflp.ops import map
+
+    ats = rattled_cu(1)
+    map(ats, OutputSpec(tmp_path / "o.xyz"), lambda at: at)
+    with pytest.raises(RecordMismatchError, match=r"parameters\.func"):
+        map(ats, OutputSpec(tmp_path / "o.xyz"), lambda at: at.copy())
+
+
+def test_output_without_record_is_not_trusted(tmp_path, counted):
+    scaled, calls = counted
+    ase.io.write(tmp_path / "o.xyz", rattled_cu(1))
+    with pytest.raises(OutputError, match="no wflp record"):
+        scaled(rattled_cu(1), OutputSpec(tmp_path / "o.xyz"), 1.1)
+    assert calls() == 0
+
+
+def test_output_edited_after_writing_is_detected(tmp_path, counted):
+    scaled, _ = counted
+    scaled(rattled_cu(2), OutputSpec(tmp_path / "o.xyz"), 1.1)
+    with open(tmp_path / "o.xyz", "a") as fd:
+        fd.write("\n")
+    with pytest.raises(OutputError, match="modified after wflp wrote it"):
+        scaled(rattled_cu(2), OutputSpec(tmp_path / "o.xyz"), 1.1)
+
+
+def test_corrupt_record_is_reported(tmp_path, counted):
+    scaled, _ = counted
+    scaled(rattled_cu(1), OutputSpec(tmp_path / "o.xyz"), 1.1)
+    record_path(tmp_path / "o.xyz").write_text("{ not json")
+    with pytest.raises(RecordMismatchError, match="cannot be read"):
+        scaled(rattled_cu(1), OutputSpec(tmp_path / "o.xyz"), 1.1)
