@@ -97,7 +97,7 @@ def test_kinds_singular_or_plural_and_names_normalized():
         pm.get_spec("calculater", "emt")
 
 
-def test_the_engine_finds_executors_through_the_registry(monkeypatch):
+def test_the_engine_finds_executors_through_the_registry(wflp_plugin_manager):
     from wflp import autopara
 
     assert isinstance(autopara.get_executor(AutoparaInfo().resolved()), SerialExecutor)
