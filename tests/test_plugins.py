@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -451,9 +452,11 @@ def test_fixtures_work_from_the_pytest_entry_point(tmp_path):
                 get_calculator("tmp_calc")
             assert "p" not in [r.plugin for r in get_plugin_manager().report()]
     """))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")}
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           str(tmp_path)], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path)
+                         cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "2 passed" in out.stdout
 
