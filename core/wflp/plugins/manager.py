@@ -243,7 +243,7 @@ class WflpPluginManager:
             if inspect.isclass(plugin):
                 plugin = plugin()
         except Exception as err:
-            self._fail(record, f"cannot import {ep.value!r}: {type(err).__name__}: {err}",
+            self._fail(record, f"cannot load {ep.value!r}: {type(err).__name__}: {err}",
                        cause=err)
             return
         try:
@@ -255,8 +255,10 @@ class WflpPluginManager:
         """Register *plugin* under *name*; PluginError (and nothing registered) if invalid."""
         try:
             self.pm.register(plugin, name=name)
-        except (pluggy.PluginValidationError, ValueError) as err:
+        except pluggy.PluginValidationError as err:
             raise PluginError(f"invalid hook implementation: {err}") from err
+        except ValueError as err:  # the same object under two names
+            raise PluginError(f"cannot register it: {err}") from err
         unknown = [hc.name for hc in self.pm.get_hookcallers(plugin) or []
                    if not hc.has_spec()]
         if unknown:
