@@ -71,7 +71,7 @@ def test_worker_pool_is_created_once_and_reused():
                                                 num_inputs_per_python_subprocess=1))}
     assert worker_pool._pool is pool
     assert os.getpid() not in pids_a
-    assert pids_a | pids_b <= {p.pid for p in pool._pool}
+    assert pids_a | pids_b <= worker_pool.worker_pids()
 
 
 def _tag_pid(at):
@@ -99,6 +99,24 @@ def test_number_of_processes_from_environment(monkeypatch):
     monkeypatch.setenv("WFLP_NUM_PYTHON_SUBPROCESSES", "many")
     with pytest.raises(ParameterError, match="WFLP_NUM_PYTHON_SUBPROCESSES"):
         map(rattled_cu(1), OutputSpec(), _tag_pid)
+
+
+def _die_on_third(at, index):
+    if index == 3:
+        os.kill(os.getpid(), 9)
+    time.sleep(0.05)
+    return at
+
+
+def test_worker_killed_gives_clear_error_and_pool_recovers(tmp_path):
+    info = AutoparaInfo(num_python_subprocesses=2, num_inputs_per_python_subprocess=1)
+    op = operation("dies")(_die_on_third)
+    with pytest.raises(OperationError, match="worker process died"):
+        op(rattled_cu(8), OutputSpec(tmp_path / "o.xyz"), autopara_info=info)
+    assert not (tmp_path / "o.xyz").exists()
+    # the pool is replaced and later operations work
+    out = map(rattled_cu(4), OutputSpec(), _tag_pid, autopara_info=info)
+    assert len(list(out)) == 4
 
 
 @pytest.mark.parametrize("field,value", [("num_python_subprocesses", 0),

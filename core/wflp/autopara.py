@@ -330,33 +330,44 @@ def _worker_init(threads: int) -> None:
 
 
 class _Pool:
-    """The one worker pool of this process, created lazily and reused by every operation."""
+    """The one worker pool of this process, created lazily and reused by every operation.
+
+    A concurrent.futures process pool, because it reports a worker that died (killed,
+    out of memory, segfault) instead of waiting forever for its result.
+    """
 
     def __init__(self):
         self._pool = None
         self._key: tuple | None = None
+        self.pid: int | None = None
 
     def get(self, nproc: int, threads: int):
         key = (nproc, threads)
-        if self._pool is not None and self._key == key:
+        if self._pool is not None and self._key == key and self.pid == os.getpid():
             return self._pool
         self.shutdown()
         import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
 
         method = os.environ.get("WFLP_MP_START_METHOD") or (
             "fork" if sys.platform.startswith("linux") else "spawn")
-        ctx = mp.get_context(method)
-        self._pool = ctx.Pool(nproc, initializer=_worker_init, initargs=(threads,))
+        self._pool = ProcessPoolExecutor(nproc, mp_context=mp.get_context(method),
+                                         initializer=_worker_init, initargs=(threads,))
         self._key = key
         self.pid = os.getpid()
         log.debug("started a pool of %d worker processes (%s)", nproc, method)
         return self._pool
 
+    def worker_pids(self) -> set[int]:
+        procs = getattr(self._pool, "_processes", None) or {}
+        return set(procs)
+
     def shutdown(self) -> None:
         if self._pool is not None:
-            if getattr(self, "pid", None) == os.getpid():
-                self._pool.terminate()
-                self._pool.join()
+            if self.pid == os.getpid():
+                for proc in list((getattr(self._pool, "_processes", None) or {}).values()):
+                    proc.terminate()
+                self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
             self._key = None
 
@@ -381,6 +392,7 @@ class PoolExecutor:
 
     def map_chunks(self, tasks: Iterator[ChunkTask], info: AutoparaInfo) -> Iterator[ChunkResult]:
         from collections import deque
+        from concurrent.futures.process import BrokenProcessPool
 
         nproc = info.num_python_subprocesses or 1
         pool = worker_pool.get(nproc, info.threads_per_worker)
@@ -388,19 +400,20 @@ class PoolExecutor:
         pending: deque = deque()
         try:
             for task in tasks:
-                pending.append(pool.apply_async(run_chunk, (task,)))
+                pending.append((task.start, pool.submit(run_chunk, task)))
                 while len(pending) >= window:
-                    yield pending.popleft().get()
+                    yield pending.popleft()[1].result()
             while pending:
-                yield pending.popleft().get()
-        except BaseException:
-            # let chunks already running finish and persist (they count for resume)
-            for res in pending:
-                try:
-                    res.wait(timeout=0)
-                except Exception:  # pragma: no cover
-                    pass
-            raise
+                yield pending.popleft()[1].result()
+        except BrokenProcessPool:
+            start = pending[0][0] if pending else "?"
+            worker_pool.shutdown()
+            raise OperationError(
+                f"a worker process died while running the chunk starting at item {start} "
+                "(killed, out of memory, or a crash in compiled code); chunks finished before "
+                "are kept, so rerun to resume; if it recurs, run that item serially to see why"
+            ) from None
+        # on any other exception, chunks already running finish and persist (for resume)
 
 
 def get_executor(info: AutoparaInfo):
