@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -378,3 +380,45 @@ def test_run_with_nproc_gives_the_serial_result(tmp_path, configs, builtins_only
     assert result.exit_code == 0, result.stderr
     for a, b in zip(ase.io.read(serial, ":"), ase.io.read(parallel, ":")):
         assert a.info["emt_energy"] == pytest.approx(b.info["emt_energy"], abs=1e-10)
+
+
+# -- the documentation's walkthrough runs as written ------------------------------------------
+
+def _walkthrough_blocks() -> list[tuple[str, str]]:
+    """(language, text) of the code blocks in docs/cli.md's Walkthrough section."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    section = text.split("\n## Walkthrough\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, flags=re.S)
+
+
+def test_docs_walkthrough_runs(tmp_path):
+    blocks = _walkthrough_blocks()
+    assert len(blocks) >= 5
+    ran = 0
+    for lang, body in blocks:
+        if lang == "toml":
+            first, _, rest = body.partition("\n")
+            assert first.startswith("# "), "a toml block starts with '# FILENAME'"
+            (tmp_path / first[2:].strip()).write_text(rest)
+            continue
+        assert lang == "bash"
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            expected = 2 if re.search(r"#\s*exit 2\s*$", line) else 0
+            argv = shlex.split(line, comments=True)
+            if argv[0] == "wflp":
+                argv = [sys.executable, "-m", "wflp.cli", *argv[1:]]
+            elif argv[0] == "python":
+                argv = [sys.executable, *argv[1:]]
+            env = dict(os.environ, WFLP_PROGRESS="0")
+            proc = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                                  timeout=300)
+            assert proc.returncode == expected, f"{line}\n{proc.stdout}\n{proc.stderr}"
+            if expected:
+                assert proc.stderr.strip().count("\n") == 0, proc.stderr
+            ran += 1
+    assert ran >= 15
+    assert len(ase.io.read(tmp_path / "some.xyz", ":")) == 1
+    assert len(ase.io.read(tmp_path / "run" / "selected.xyz", ":")) == 2
+    assert (tmp_path / "wflp-my-calc" / "pyproject.toml").exists()
