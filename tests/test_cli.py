@@ -90,6 +90,14 @@ def test_debug_shows_the_traceback(tmp_path, configs):
     assert "UnknownNameError" in proc.stderr
 
 
+def test_no_command_shows_the_help():
+    result = invoke()
+    assert result.exit_code == 0
+    assert "Commands:" in result.stdout
+    for command in ("list-plugins", "records", "run", "new-plugin"):
+        assert command in result.stdout
+
+
 def test_usage_errors_are_one_line_with_exit_2(configs):
     result = invoke("run", "calculator", "emt", "-i", str(configs))  # no -o
     assert result.exit_code == 2

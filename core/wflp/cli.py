@@ -26,7 +26,9 @@ EXIT_ERROR = 2          # WflpError and usage errors
 EXIT_INTERNAL = 1       # a bug: anything else
 EXIT_INTERRUPTED = 130
 
-_state = {"debug": False}
+_state: dict = {"debug": False, "command": None}
+# click >= 8.2 raises this for a group called without a command (older click prints help)
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 # -- error handling -------------------------------------------------------------------------
@@ -58,6 +60,9 @@ class _WflpGroup(click.Group):
                                 complete_var=complete_var, standalone_mode=False, **extra)
         except click.exceptions.Exit as exc:  # pragma: no cover - click handles it itself
             sys.exit(exc.exit_code)
+        except _NO_ARGS_IS_HELP as exc:  # `wflp` or `wflp records` alone: show the help
+            click.echo(exc.ctx.get_help() if exc.ctx is not None else str(exc))
+            sys.exit(0)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "wflp"
             _fail(f"{where}: error", f"{exc.format_message()} (see '{where} --help')",
