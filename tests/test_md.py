@@ -119,6 +119,21 @@ def test_serial_and_two_processes_write_identical_files(tmp_path):
     assert serial.count(b"md_step=0 ") == 4
 
 
+def test_a_trajectory_does_not_depend_on_the_items_run_before_it(tmp_path):
+    # the shared calculator must not carry state (e.g. a neighbour list) from one item to
+    # the next, else the items a process happened to run first would change the last
+    # digits of the results. Item 1 (same random stream in both runs) follows a 32-atom
+    # cell in one run and a 4-atom cell, which makes EMT start afresh, in the other.
+    kw = dict(calculator=EMT(), steps=6, dt=2.0, temperature=300.0, initial_temperature=300,
+              sample_interval=2, seed=7)
+    md([cu_cell(seed=0), cu_cell(seed=1)], OutputSpec(tmp_path / "after_big.xyz"), **kw)
+    md([cu_cell(1), cu_cell(seed=1)], OutputSpec(tmp_path / "after_small.xyz"), **kw)
+    after_big = (tmp_path / "after_big.xyz").read_bytes()
+    after_small = (tmp_path / "after_small.xyz").read_bytes()
+    item1 = after_small[after_small.index(b"32\n"):]
+    assert len(item1) > 1000 and after_big.endswith(item1)
+
+
 def test_abort_min_distance_stops_and_marks_the_last_frame():
     full = run([colliding_pair()], steps=20, dt=1.0, integrator="velocityverlet",
                sample_interval=4)

@@ -62,6 +62,22 @@ def prechecked(check: Callable[[dict, Optional[int]], Any]) -> Callable[[Operati
     return wrap
 
 
+def fresh_calculator(calculator: Any) -> Any:
+    """The calculator for one item, reset so that nothing carries over from earlier items.
+
+    A calculator object is shared by the items one process runs, and keeps state
+    between them (cached results, neighbour lists). Which items came before
+    depends on the chunking, and the leftover state changes the last bits of
+    the results; resetting it makes each item's trajectory the same in serial
+    and parallel runs, byte for byte.
+    """
+    calc = construct_calculator(calculator)
+    reset = getattr(calc, "reset", None)
+    if callable(reset):
+        reset()
+    return calc
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -202,7 +218,7 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
                          None if (rng is None) else 0)
     if not isinstance(atoms, Atoms):
         raise TypeError(f"md takes Atoms, got {type(atoms).__name__}")
-    calc = construct_calculator(calculator)
+    calc = fresh_calculator(calculator)
     prefix = calculator_prefix(calculator, calc) if results_prefix is None else results_prefix
     implemented = set(getattr(calc, "implemented_properties", STORED_PROPERTIES))
     wanted = [p for p in STORED_PROPERTIES if p in implemented]
