@@ -2,5 +2,7 @@
 
 from .basic import map, select_by_bool, select_by_index
 from .calculate import calculate
+from .md import md
+from .optimize import optimize
 
-__all__ = ["calculate", "map", "select_by_bool", "select_by_index"]
+__all__ = ["calculate", "map", "md", "optimize", "select_by_bool", "select_by_index"]
