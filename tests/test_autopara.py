@@ -119,6 +119,21 @@ def test_worker_killed_gives_clear_error_and_pool_recovers(tmp_path):
     assert len(list(out)) == 4
 
 
+def _cwd(at):
+    at.info["cwd"] = os.getcwd()
+    return at
+
+
+def test_reused_workers_follow_the_callers_directory(tmp_path, monkeypatch):
+    map(rattled_cu(2), OutputSpec(), _cwd, autopara_info=TWO)  # pool forked here
+    monkeypatch.chdir(tmp_path)
+    out = map(rattled_cu(4), OutputSpec("rel.xyz"), _cwd,
+              autopara_info=AutoparaInfo(num_python_subprocesses=2,
+                                         num_inputs_per_python_subprocess=1))
+    assert {at.info["cwd"] for at in out} == {str(tmp_path)}
+    assert (tmp_path / "rel.xyz").exists()
+
+
 @pytest.mark.parametrize("field,value", [("num_python_subprocesses", 0),
                                          ("num_python_subprocesses", -2),
                                          ("num_python_subprocesses", "2"),

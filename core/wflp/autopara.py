@@ -163,6 +163,7 @@ class ChunkTask:
     items: list
     group: int                # output group (file) the chunk belongs to
     stage_file: Optional[str] = None   # write results here instead of returning them
+    cwd: Optional[str] = None          # the caller's directory: workers run there too
 
 
 @dataclasses.dataclass
@@ -230,6 +231,8 @@ def _private_copy(item: Any) -> Any:
 
 def run_chunk(task: ChunkTask) -> ChunkResult:
     """Run one chunk; in the worker pool this is the function each worker executes."""
+    if task.cwd is not None and task.cwd != os.getcwd():
+        os.chdir(task.cwd)  # a reused worker follows its caller, as a serial run would
     payload = _load_payload(task)
     t0 = time.perf_counter()
     items = [_private_copy(x) for x in task.items]
@@ -585,6 +588,7 @@ class _Run:
                counter: dict) -> Iterator[ChunkTask]:
         sizer = self.sizer
         size = sizer.size(0)
+        cwd = os.getcwd()
         done_iter = iter(sorted(done))
         next_done = next(done_iter, None)
         per_file = len(self.outputs.files) > 1
@@ -598,7 +602,7 @@ class _Run:
             stage_file = (str(stage / f"c-{buf_group:06d}-{buf_start:012d}-{end:012d}.xyz")
                           if stage is not None else None)
             return ChunkTask(payload, digest, buf_start, list(buf_locs), list(buf_items),
-                             buf_group, stage_file)
+                             buf_group, stage_file, cwd)
 
         index = -1
         for index, (loc, item) in enumerate(self.inputs.iter_with_loc()):
@@ -675,7 +679,7 @@ class _Run:
 
     # file-backed: records, stage directory, resume, assembly ----------------------------
     def _stage_dir(self) -> Path:
-        first = self.outputs.files[0]
+        first = self.outputs.files[0].absolute()
         return first.with_name(f".{first.name}{STAGE_SUFFIX}")
 
     def _new_record(self) -> dict:

@@ -47,6 +47,11 @@ def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
 def _evaluate(atoms: Atoms, calc, wanted: list, prefix: str, raise_errors: bool) -> None:
     periodic = bool(np.all(atoms.pbc))
     names = [p for p in wanted if p != "stress" or periodic]
+    # forget the previous configuration: results must not depend on what this calculator
+    # (reused across items and runs in a process) evaluated before, or serial and parallel
+    # runs would differ (EMT's neighbour list, for one, keeps state)
+    if hasattr(calc, "reset"):
+        calc.reset()
     atoms.calc = calc
     try:
         values = {}
