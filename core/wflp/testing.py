@@ -13,6 +13,13 @@ Fixtures:
 ``molecules``
     H2O, CH4, NH3 and C2H4 from ase.build.molecule.
 
+Helpers:
+
+``require_module(name, how)`` / ``require_program(name, how)``
+    Skip the calling test when a Python module / an executable on PATH is missing,
+    with a reason that says how to enable it; under CI (CI=true) fail instead, so a
+    service or program CI was meant to provide can never be skipped silently.
+
 This module is imported whenever pytest starts in an environment with wflp, so
 it imports nothing but pytest at the top: wflp and ase are imported by the
 fixtures when used.
@@ -24,6 +31,35 @@ from collections.abc import Iterator
 from typing import Any, Callable, Optional
 
 import pytest
+
+
+def _missing(what: str, how: str) -> None:
+    import os
+
+    message = f"{what} is not available; to run this test: {how}"
+    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def require_module(name: str, how: str) -> Any:
+    """Import and return module *name*; skip (fail under CI) with *how* if it is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        _missing(f"the Python module {name!r}", how)
+
+
+def require_program(name: str, how: str) -> str:
+    """Path of executable *name*; skip (fail under CI) with *how* if it is not on PATH."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        _missing(f"the program {name!r}", how)
+    return path
 
 
 @pytest.fixture

@@ -7,19 +7,18 @@ import sys
 
 import numpy as np
 import pytest
-
-pytest.importorskip("tblite.ase")
+from wflp.testing import require_module  # noqa: E402
 
 if sys.version_info >= (3, 10):
     from importlib.metadata import PackageNotFoundError, distribution
 else:  # pragma: no cover
     from importlib_metadata import PackageNotFoundError, distribution
 
+require_module("tblite.ase", "pip install tblite (or bash scripts/dev-install.sh)")
 try:
     distribution("wflp-xtb")
 except PackageNotFoundError:  # pragma: no cover
-    pytest.skip("wflp-xtb is not installed (pip install -e plugins/wflp-xtb)",
-                allow_module_level=True)
+    require_module("wflp_xtb_not_installed", "pip install -e plugins/wflp-xtb")
 
 from wflp import AutoparaInfo, OutputSpec, shutdown_pool  # noqa: E402
 from wflp.errors import ParameterError  # noqa: E402
