@@ -98,6 +98,16 @@ def test_no_command_shows_the_help():
         assert command in result.stdout
 
 
+def test_verbose_logs_reuse(tmp_path, configs, builtins_only):
+    out = str(tmp_path / "o.xyz")
+    assert invoke("run", "calculator", "emt", "-i", str(configs), "-o", out).exit_code == 0
+    quiet = invoke("run", "calculator", "emt", "-i", str(configs), "-o", out)
+    assert "reusing" not in quiet.stderr
+    verbose = invoke("-v", "run", "calculator", "emt", "-i", str(configs), "-o", out)
+    assert verbose.exit_code == 0
+    assert "wflp: INFO: calculate: reusing" in verbose.stderr
+
+
 def test_usage_errors_are_one_line_with_exit_2(configs):
     result = invoke("run", "calculator", "emt", "-i", str(configs))  # no -o
     assert result.exit_code == 2

@@ -94,13 +94,22 @@ class _WflpGroup(click.Group):
                   "(rerun with --debug for the traceback, and please report it)", EXIT_INTERNAL)
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # pragma: no cover - logging must never raise
+            self.handleError(record)
+
+
 def _setup_logging(verbose: int, debug: bool) -> None:
     logger = logging.getLogger("wflp")
     level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
-    if not any(getattr(h, "_wflp_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler()
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("wflp: %(levelname)s: %(message)s"))
-        handler._wflp_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(level)
 
