@@ -95,6 +95,8 @@ def check_count(op: str, name: str, value: Any, minimum: int) -> int:
 
 def check_positive(op: str, name: str, value: Any, allow_zero: bool = False) -> float:
     """value as a float > 0 (or >= 0), else ParameterError naming op and parameter."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
     if not _is_number(value) or not np.isfinite(value) or value < 0 or (
             value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
@@ -112,11 +114,13 @@ class _MDSettings:
 
 def _check_md(params: dict, seed: Optional[int]) -> _MDSettings:
     """Validate md's parameters; return the normalized ones. seed: None if none given."""
-    integrator = params["integrator"]
-    if not isinstance(integrator, str) or integrator.lower() not in INTEGRATORS:
+    given = params["integrator"]
+    known = {name.replace("_", ""): name for name in INTEGRATORS}
+    integrator = known.get(given.lower().replace("_", "").replace("-", "")) \
+        if isinstance(given, str) else None
+    if integrator is None:
         raise ParameterError(
-            f"md: unknown integrator {integrator!r}; choose one of {', '.join(INTEGRATORS)}")
-    integrator = integrator.lower()
+            f"md: unknown integrator {given!r}; choose one of {', '.join(INTEGRATORS)}")
     check_count("md", "steps", params["steps"], 0)
     check_positive("md", "dt", params["dt"])
     check_count("md", "sample_interval", params["sample_interval"], 1)
@@ -129,7 +133,7 @@ def _check_md(params: dict, seed: Optional[int]) -> _MDSettings:
                 f"md: integrator {integrator!r} is a thermostat and needs temperature=<K> "
                 "(or a ramp (T_start, T_end)); for constant-energy MD use "
                 "integrator='velocityverlet'")
-        if isinstance(temperature, (list, tuple, np.ndarray)):
+        if isinstance(temperature, (list, tuple, np.ndarray)) and np.ndim(temperature) > 0:
             if len(temperature) != 2:
                 raise ParameterError(
                     f"md: a temperature ramp is (T_start, T_end) in K, got {temperature!r}")
