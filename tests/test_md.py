@@ -229,6 +229,24 @@ def test_langevin_keeps_the_inputs_constraints_and_adds_none():
     assert [type(c).__name__ for c in out[-1].constraints] == ["FixAtoms"]
 
 
+class CountingEMT(EMT):
+    """EMT that counts its calculations (in this process) in a class attribute."""
+
+    calls = 0
+
+    def calculate(self, *args, **kwargs):
+        super().calculate(*args, **kwargs)
+        type(self).calls += 1
+
+
+def test_storing_every_frame_costs_no_extra_calculation():
+    CountingEMT.calls = 0
+    out = run([cu_cell()], calculator=CountingEMT(), steps=10, dt=1.0,
+              integrator="velocityverlet")
+    assert len(out) == 11 and "CountingEMT_stress" in out[-1].info
+    assert CountingEMT.calls == 11  # one per step and the start: results come from the cache
+
+
 def test_calculator_as_constructor_tuple():
     out = run([cu_cell(1)], calculator=(EMT, [], {}), steps=2, dt=1.0,
               integrator="velocityverlet")

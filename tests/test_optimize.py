@@ -93,6 +93,15 @@ def test_trajectory_subselection():
     assert [f.info["optimize_step"] for f in third] == expected
 
 
+def test_keeping_every_step_costs_no_extra_calculation():
+    from test_md import CountingEMT
+
+    CountingEMT.calls = 0
+    out = run([rattled(repeat=1)], calculator=CountingEMT(), keep_trajectory="all")
+    assert len(out) == out[-1].info["optimize_n_steps"] + 1 > 3
+    assert CountingEMT.calls == len(out)
+
+
 def test_running_out_of_steps_is_marked_not_raised():
     out = run([rattled()], steps=2, keep_trajectory="all")
     assert [f.info["optimize_step"] for f in out] == [0, 1, 2]

@@ -67,6 +67,14 @@ def _evaluate(atoms: Atoms, calc, wanted: list, prefix: str, raise_errors: bool)
         return
     finally:
         atoms.calc = None
+    store_results(atoms, values, prefix)
+
+
+def store_results(atoms: Atoms, values: dict, prefix: str) -> None:
+    """Put calculator results on atoms under prefix: per-atom ones in arrays, others in info.
+
+    Shared with the md and optimize operations, so all store results alike.
+    """
     natoms = len(atoms)
     for name, value in values.items():
         if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == natoms \

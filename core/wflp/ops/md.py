@@ -22,7 +22,7 @@ from ase import Atoms, units
 from ..autopara import Operation, operation
 from ..calculators import calculator_prefix, construct_calculator
 from ..errors import ParameterError
-from .calculate import _evaluate
+from .calculate import store_results
 
 INTEGRATORS = ("langevin", "velocityverlet", "berendsen", "nose_hoover")
 THERMOSTATS = ("langevin", "berendsen", "nose_hoover")
@@ -76,6 +76,19 @@ def fresh_calculator(calculator: Any) -> Any:
     if callable(reset):
         reset()
     return calc
+
+
+def store_calculated(frame: Atoms, calc: Any, wanted: Sequence[str], prefix: str) -> None:
+    """Store calc's results for frame's geometry on frame, as calculate does.
+
+    The dynamics has just evaluated this geometry, so the calculator answers from its
+    cache; it is deliberately not reset here (calculate resets before every
+    configuration), which would recompute every stored frame.
+    """
+    periodic = bool(np.all(frame.pbc))
+    values = {name: calc.get_property(name, frame) for name in wanted
+              if name != "stress" or periodic}
+    store_results(frame, values, prefix)
 
 
 def _is_int(value: Any) -> bool:
@@ -256,7 +269,7 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
                     frame.info["md_target_temperature_K"] = _get_target(dyn, settings)
                 if aborted:
                     frame.info["md_aborted"] = True
-                _evaluate(frame, calc, wanted, prefix, raise_errors=True)
+                store_calculated(frame, calc, wanted, prefix)
                 frames.append(frame)
             if aborted:
                 break

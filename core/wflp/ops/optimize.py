@@ -18,8 +18,14 @@ from ase import Atoms, units
 from ..autopara import operation
 from ..calculators import calculator_prefix
 from ..errors import ParameterError
-from .calculate import _evaluate
-from .md import STORED_PROPERTIES, check_count, check_positive, fresh_calculator, prechecked
+from .md import (
+    STORED_PROPERTIES,
+    check_count,
+    check_positive,
+    fresh_calculator,
+    prechecked,
+    store_calculated,
+)
 
 OPTIMIZERS = {"bfgs": "BFGS", "lbfgs": "LBFGS", "fire": "FIRE"}
 
@@ -108,7 +114,7 @@ def optimize(atoms: Atoms, calculator: Any, fmax: float = 0.05, steps: int = 100
     def snapshot() -> Atoms:
         frame = work.copy()
         frame.info["optimize_step"] = opt.nsteps
-        _evaluate(frame, calc, wanted, prefix, raise_errors=True)
+        store_calculated(frame, calc, wanted, prefix)
         return frame
 
     kept: list[Atoms] = []
