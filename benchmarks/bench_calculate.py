@@ -49,6 +49,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 os.environ.setdefault("WFLP_PROGRESS", "0")
 
 import argparse
+import itertools
 import json
 import platform
 import shutil
@@ -65,9 +66,11 @@ from ase.calculators.emt import EMT
 from ase.io import write
 from wflp import AutoparaInfo, ConfigSet, OutputSpec
 from wflp.ops import calculate
+from wflp.records import record_path
 
 PREFIX = "EMT_"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_run_ids = itertools.count()  # every timed run writes to a new file: nothing is reused
 
 
 def make_configs(n: int, supercell: int, seed: int) -> list:
@@ -191,6 +194,7 @@ def run_mode(mode: str, configs: list, workdir: Path, tag: str,
             write(workdir / f"plain-{tag}.xyz", done, format="extxyz")
         dt = time.perf_counter() - t0
         return dt, [a.info[PREFIX + "energy"] for a in done]
+    tag = f"{tag}-{next(_run_ids)}"
     nproc = 2 if " 2p " in f" {mode} " else 1
     to_file = not mode.endswith("mem")
     inputs = ConfigSet(source) if mode.endswith("xyz->xyz") else ConfigSet(configs)
@@ -200,7 +204,10 @@ def run_mode(mode: str, configs: list, workdir: Path, tag: str,
                        autopara_info=AutoparaInfo(num_python_subprocesses=nproc))
     dt = time.perf_counter() - t0
     if to_file:
-        return dt, None  # checked once below, outside the timing
+        record = json.loads(record_path(outputs.files[0]).read_text())
+        if "finished" not in record or record["outputs"][0]["configs"] != len(configs):
+            raise SystemExit(f"{mode}: the output was not computed by this run")
+        return dt, None  # values checked once below, outside the timing
     return dt, [a.info[PREFIX + "energy"] for a in result]
 
 
