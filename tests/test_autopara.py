@@ -90,6 +90,26 @@ def test_workers_pin_blas_threads():
     assert {at.info["omp"] for at in out} == {"1"}
 
 
+def _blas_threads(at):
+    from threadpoolctl import threadpool_info
+
+    at.info["blas"] = sorted({p["num_threads"] for p in threadpool_info()
+                              if p.get("user_api") == "blas"})
+    return at
+
+
+def test_workers_pin_already_loaded_blas_to_one_thread():
+    pytest.importorskip("threadpoolctl", reason="pip install wflp[threads]")
+    import numpy  # noqa: F401  (BLAS is loaded in this process before the pool forks)
+
+    out = list(map(rattled_cu(2), OutputSpec(), _blas_threads,
+                   autopara_info=AutoparaInfo(num_python_subprocesses=2)))
+    assert out[0].info["blas"] and {t for at in out for t in at.info["blas"]} == {1}
+    two = list(map(rattled_cu(2), OutputSpec(), _blas_threads,
+                   autopara_info=AutoparaInfo(num_python_subprocesses=2, threads_per_worker=2)))
+    assert {t for at in two for t in at.info["blas"]} == {2}
+
+
 def test_number_of_processes_from_environment(monkeypatch):
     monkeypatch.setenv("WFLP_NUM_PYTHON_SUBPROCESSES", "2")
     assert AutoparaInfo().resolved().num_python_subprocesses == 2
