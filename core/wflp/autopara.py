@@ -444,13 +444,14 @@ class Operation:
     """
 
     def __init__(self, func: Callable, name: str, version: str = "1", per: str = "item",
-                 summary: str | None = None):
+                 summary: str | None = None, check: Callable | None = None):
         if per not in ("item", "chunk"):
             raise ParameterError(f"operation per= must be 'item' or 'chunk', got {per!r}")
         self.func = func
         self.name = name
         self.version = str(version)
         self.per = per
+        self.check = check
         self.summary = summary or (inspect.getdoc(func) or "").split("\n")[0]
         self._signature = inspect.signature(func)
         self.wants_rng = "rng" in self._signature.parameters
@@ -462,7 +463,8 @@ class Operation:
 
     def __reduce__(self):
         # pickled by reference to the module attribute when possible (cloudpickle does the rest)
-        return (_rebuild_operation, (self.func, self.name, self.version, self.per, self.summary))
+        return (_rebuild_operation, (self.func, self.name, self.version, self.per, self.summary,
+                                     self.check))
 
     # the parameters that define the result
     def bind_parameters(self, args: tuple, kwargs: dict) -> dict:
@@ -506,14 +508,16 @@ class Operation:
         info = (autopara_info or AutoparaInfo()).resolved()
         outputs.check_fits(inputs)
         params = self.bind_parameters(args, kwargs)
+        if self.check is not None:
+            self.check(params, seed)  # raises ParameterError before anything runs
         if self.wants_rng:
             params["seed"] = seed
         run = _Run(self, inputs, outputs, args, kwargs, seed, info, params)
         return run.execute()
 
 
-def _rebuild_operation(func, name, version, per, summary):
-    return Operation(func, name, version, per, summary)
+def _rebuild_operation(func, name, version, per, summary, check=None):
+    return Operation(func, name, version, per, summary, check)
 
 
 def _sig_tail(sig: inspect.Signature) -> str:
@@ -522,7 +526,9 @@ def _sig_tail(sig: inspect.Signature) -> str:
 
 
 def operation(name: str | None = None, *, version: str = "1", per: str = "item",
-              summary: str | None = None) -> Callable[[Callable], Operation]:
+              summary: str | None = None,
+              check: Callable[[dict, Optional[int]], Any] | None = None,
+              ) -> Callable[[Callable], Operation]:
     """Decorator: make a per-item (or per-chunk) function into an Operation.
 
     >>> @operation("scale_cell", version="1")
@@ -531,11 +537,14 @@ def operation(name: str | None = None, *, version: str = "1", per: str = "item",
     ...     return atoms
 
     Bump *version* whenever a change to the function changes its results: stored
-    outputs made by the old version are then not reused.
+    outputs made by the old version are then not reused. *check*, if given, is
+    called as check(parameters, seed) in the caller before any item runs, so a bad
+    value raises its own ParameterError at once instead of failing in every item.
     """
 
     def wrap(func: Callable) -> Operation:
-        return Operation(func, name or func.__name__, version=version, per=per, summary=summary)
+        return Operation(func, name or func.__name__, version=version, per=per, summary=summary,
+                         check=check)
 
     return wrap
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
 from ase import Atoms, units
 
-from ..autopara import Operation, operation
+from ..autopara import operation
 from ..calculators import calculator_prefix, construct_calculator
 from ..errors import ParameterError
 from .calculate import store_results
@@ -33,34 +33,6 @@ Temperature = Union[float, Sequence[float]]
 
 
 # -- checking parameters before any item runs -----------------------------------------------
-
-class _PrecheckedOperation(Operation):
-    """An Operation whose parameters are checked once, in the caller, before any item runs.
-
-    Without this a bad value would fail inside every item and surface as an
-    OperationError wrapping a traceback; checked here it raises ParameterError
-    with its own message. Worker processes receive the plain function, unchanged.
-    """
-
-    def __init__(self, op: Operation, check: Callable[[dict, Optional[int]], Any]):
-        super().__init__(op.func, op.name, version=op.version, per=op.per, summary=op.summary)
-        self._check = check
-
-    def __call__(self, inputs: Any, outputs: Any, *args: Any, autopara_info: Any = None,
-                 seed: Optional[int] = None, **kwargs: Any) -> Any:
-        self._check(self.bind_parameters(args, kwargs), seed)
-        return super().__call__(inputs, outputs, *args, autopara_info=autopara_info,
-                                seed=seed, **kwargs)
-
-
-def prechecked(check: Callable[[dict, Optional[int]], Any]) -> Callable[[Operation], Operation]:
-    """Decorator over @operation: run check(parameters, seed) at call time, in the caller."""
-
-    def wrap(op: Operation) -> Operation:
-        return _PrecheckedOperation(op, check)
-
-    return wrap
-
 
 def fresh_calculator(calculator: Any) -> Any:
     """The calculator for one item, reset so that nothing carries over from earlier items.
@@ -199,8 +171,7 @@ def _check_md(params: dict, seed: Optional[int]) -> _MDSettings:
 
 # -- the operation ----------------------------------------------------------------------------
 
-@prechecked(_check_md)
-@operation("md", version="1")
+@operation("md", version="1", check=_check_md)
 def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "langevin",
        temperature: Optional[Temperature] = None, friction: Optional[float] = None,
        temperature_tau: Optional[float] = None, sample_interval: int = 1,
