@@ -1,6 +1,6 @@
 """Overhead and parallel speed-up of wflp ``calculate`` against a plain ASE loop.
 
-    python benchmarks/bench_calculate.py                 # about 3-4 minutes on 2 cores
+    python benchmarks/bench_calculate.py                 # about 8-10 minutes on 2 cores
     python benchmarks/bench_calculate.py --quick         # a smoke run (seconds)
     python benchmarks/bench_calculate.py --save          # also write benchmarks/results/*.json
 
@@ -11,7 +11,9 @@ free_energy, forces, stress) and stores them the way ``calculate`` does
 
 Modes:
   plain         a plain ASE loop on one core: attach one EMT, get the properties,
-                copy them into info/arrays. The baseline.
+                copy them into info/arrays. The baseline. (calculate also calls
+                calc.reset() before each configuration, so that results never depend
+                on what a process evaluated before; that cost counts as wflp's.)
   plain+write   the same, then ase.io.write of the results to extxyz (what a script
                 without wflp would do to keep them).
   wflp 1p mem   calculate(..., OutputSpec()), 1 process (serial, in this process).
@@ -53,6 +55,8 @@ import itertools
 import json
 import platform
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -274,19 +278,28 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    try:
+        here = Path(__file__).resolve().parent
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=here,
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "commit": commit,
             "ase": ase.__version__, "numpy": np.__version__, "wflp": wflp.__version__,
             "loadavg_before": list(os.getloadavg())}
 
 
 def report(results: dict, info: dict, pool_cost: float) -> list[str]:
     lines = [f"machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
-             f"ase {info['ase']}, numpy {info['numpy']}, wflp {info['wflp']}",
+             f"ase {info['ase']}, numpy {info['numpy']}, wflp {info['wflp']} ({info['commit']})",
              f"load average before: {', '.join(f'{x:.2f}' for x in info['loadavg_before'])}; "
              f"after: {', '.join(f'{x:.2f}' for x in info['loadavg_after'])}",
-             f"best of {info['repeat']} interleaved rounds; worker pool start-up "
+             f"time = best of {info['repeat']} interleaved rounds (median beside it); "
+             "worker pool start-up "
              f"(once per process, not in the times): {pool_cost * 1000:.0f} ms", ""]
-    header = (f"| {'case':22s} | {'mode':16s} | {'time (s)':>8s} | {'ms/config':>9s} | "
+    header = (f"| {'case':22s} | {'mode':16s} | {'time (s)':>8s} | {'median':>6s} | "
+              f"{'ms/config':>9s} | "
               f"{'vs plain':>8s} | {'overhead':>8s} | {'CPU main+workers (s)':>20s} | "
               f"{'others (cores)':>14s} |")
     lines += [header, "|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|"]
@@ -300,7 +313,8 @@ def report(results: dict, info: dict, pool_cost: float) -> list[str]:
             over = (t / base - 1) * 100
             b = res["best"][mode]
             cpu = f"{b['cpu_self']:.2f} + {b['cpu_workers']:.2f}"
-            lines.append(f"| {case:22s} | {mode:16s} | {t:8.3f} | "
+            med = statistics.median(r["time"] for r in res["runs"][mode])
+            lines.append(f"| {case:22s} | {mode:16s} | {t:8.3f} | {med:6.2f} | "
                          f"{t / res['n_configs'] * 1000:9.3f} | {speed:7.2f}x | {over:+7.1f}% | "
                          f"{cpu:>20s} | {b['foreign']:14.2f} |")
             case = ""
@@ -344,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n4", type=int, default=1000, help="4-atom configurations")
     parser.add_argument("--n32", type=int, default=300, help="32-atom configurations")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds (best is reported)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds (best is reported)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round")
     parser.add_argument("--max-foreign", type=float, default=0.1,
                         help="cores other processes may use during a run (default 0.1)")
