@@ -174,3 +174,13 @@ def test_non_atoms_to_file_is_a_clear_error(tmp_path):
     with pytest.raises(OutputError, match="cannot be written to a file"):
         map(ConfigSet.from_items(["CCO"]), OutputSpec(tmp_path / "o.xyz"), lambda s: s)
     assert not (tmp_path / "o.xyz").exists()
+
+
+def test_cheap_length_counts_extxyz_frames_without_parsing(tmp_path):
+    ase.io.write(tmp_path / "a.xyz", rattled_cu(7))
+    ase.io.write(tmp_path / "b.xyz", rattled_cu(2, repeat=2))
+    assert ConfigSet([tmp_path / "a.xyz", tmp_path / "b.xyz"]).cheap_length() == 9
+    assert ConfigSet([ConfigSet(tmp_path / "a.xyz"), ConfigSet(rattled_cu(3))]).cheap_length() == 10
+    assert ConfigSet(tmp_path / "a.xyz", index="::2").cheap_length() is None
+    ase.io.write(tmp_path / "c.traj", rattled_cu(2))
+    assert ConfigSet(tmp_path / "c.traj").cheap_length() is None

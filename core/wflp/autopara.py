@@ -34,7 +34,7 @@ import numpy as np
 from ase import Atoms
 
 from . import records
-from .configset import EXTXYZ_FORMATS, ConfigSet, OutputSpec, iter_extxyz
+from .configset import EXTXYZ_FORMATS, ConfigSet, OutputSpec, count_extxyz_frames, iter_extxyz
 from .errors import (
     InputError,
     NotPicklableError,
@@ -565,6 +565,10 @@ class _Run:
         self.params = params
         self.executor = get_executor(info)
         self.n_known = inputs.known_length()
+        if self.n_known is None and info.num_inputs_per_python_subprocess is None \
+                and (info.num_python_subprocesses or 1) > 1:
+            # knowing the length lets the last chunks shrink so the processes finish together
+            self.n_known = inputs.cheap_length()
         self.sizer = ChunkSizer(info, self.n_known)
 
     # payload ---------------------------------------------------------------------------
@@ -859,7 +863,7 @@ def _concatenate(parts: list[Path], target: Path, format: str, write_kwargs: dic
             os.fsync(out.fileno())
         for p in parts:
             with open(p, "rb") as src:
-                count += _count_frames(src)
+                count += count_extxyz_frames(src)
         return count
     import ase.io
 
@@ -877,18 +881,6 @@ def _concatenate(parts: list[Path], target: Path, format: str, write_kwargs: dic
     except Exception as err:
         raise OutputError(f"cannot write {str(target)!r} as {format}: {err}") from err
     return count
-
-
-def _count_frames(fd) -> int:
-    n = 0
-    while True:
-        header = fd.readline()
-        if not header.strip():
-            return n
-        natoms = int(header)
-        for _ in range(natoms + 1):
-            fd.readline()
-        n += 1
 
 
 __all__ = ["AutoparaInfo", "Operation", "operation", "ChunkTask", "ChunkResult",

@@ -268,14 +268,34 @@ def _packages_distributions() -> dict[str, list[str]]:
     return dict(packages_distributions())
 
 
+def _top_level_names(dist_name: str) -> set[str]:
+    """Top-level import names a distribution provides (editable installs included)."""
+    if sys.version_info >= (3, 10):
+        from importlib.metadata import distribution
+    else:  # pragma: no cover
+        from importlib_metadata import distribution
+    dist = distribution(dist_name)
+    names = set((dist.read_text("top_level.txt") or "").split())
+    names.add(dist_name.replace("-", "_").lower())
+    return names
+
+
 @functools.cache
 def provider_of(module: str) -> dict:
     """The installed distribution (name, version) that provides a module."""
     if sys.version_info >= (3, 10):
-        from importlib.metadata import PackageNotFoundError, version
+        from importlib.metadata import PackageNotFoundError, distribution, version
     else:  # pragma: no cover
-        from importlib_metadata import PackageNotFoundError, version
+        from importlib_metadata import PackageNotFoundError, distribution, version
     top = module.split(".")[0]
+    if top == "__main__":
+        return {"distribution": None, "module": module}
+    try:  # the common case, a package named like its distribution: no full metadata scan
+        name = distribution(top).metadata["Name"]
+        if name and top in _top_level_names(name):
+            return {"distribution": name, "version": version(name)}
+    except PackageNotFoundError:
+        pass
     dists = _packages_distributions().get(top, [])
     if not dists:
         return {"distribution": None, "module": module}
