@@ -42,7 +42,8 @@ _wflp_install_digest() {
                 cat "${f}"
             fi
         done
-    } | sha256sum | cut -d' ' -f1
+    } | "${WFLP_VENV}/bin/python" -c \
+        'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
 }
 
 wflp_bootstrap() {
