@@ -1,6 +1,7 @@
 """Records: exact reuse, stale detection naming the differing fields, overwrite."""
 
 import json
+import logging
 
 import ase.io
 import pytest
@@ -147,3 +148,53 @@ def test_corrupt_record_is_reported(tmp_path, counted):
     record_path(tmp_path / "o.xyz").write_text("{ not json")
     with pytest.raises(RecordMismatchError, match="cannot be read"):
         scaled(rattled_cu(1), OutputSpec(tmp_path / "o.xyz"), 1.1)
+
+
+LIMIT = 3
+
+
+def test_values_a_function_reads_from_outside_are_part_of_the_record(tmp_path):
+    """A lambda's threshold from the enclosing scope, or a module global, changes results."""
+    from wflp.ops import select_by_bool
+
+    ats = [at * (1, 1, n) for at, n in zip(rattled_cu(4), (1, 1, 2, 2))]
+    limit = 5
+    first = select_by_bool(ats, OutputSpec(tmp_path / "sel.xyz"), lambda at: len(at) < limit)
+    assert len(list(first)) == 2
+    limit = 9
+    with pytest.raises(RecordMismatchError, match=r"parameters\.func"):
+        select_by_bool(ats, OutputSpec(tmp_path / "sel.xyz"), lambda at: len(at) < limit)
+    again = select_by_bool(ats, OutputSpec(tmp_path / "sel.xyz", overwrite=True),
+                           lambda at: len(at) < limit)
+    assert len(list(again)) == 4
+
+    global LIMIT
+    select_by_bool(ats, OutputSpec(tmp_path / "g.xyz"), _below_global_limit)
+    LIMIT = 6
+    try:
+        with pytest.raises(RecordMismatchError, match=r"parameters\.func"):
+            select_by_bool(ats, OutputSpec(tmp_path / "g.xyz"), _below_global_limit)
+    finally:
+        LIMIT = 3
+
+
+def _below_global_limit(at):
+    return len(at) < LIMIT
+
+
+def test_unrelated_live_globals_do_not_make_records_unstable(tmp_path):
+    """A function using a logger or a module still matches its record on rerun."""
+    from wflp.ops import map
+
+    ats = rattled_cu(2)
+    map(ats, OutputSpec(tmp_path / "o.xyz"), _logs_and_returns)
+    logging.getLogger("some.new.logger")  # the logging machinery's state changes
+    map(ats, OutputSpec(tmp_path / "o.xyz"), _logs_and_returns)  # reused, no error
+
+
+_LOG = logging.getLogger("wflp.tests")
+
+
+def _logs_and_returns(at):
+    _LOG.debug("seen %s", json.dumps(len(at)))
+    return at

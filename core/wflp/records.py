@@ -76,11 +76,61 @@ def _source_digest(func) -> str | None:
         return None
 
 
-def describe_callable(func: Any) -> dict:
-    """Identify a function by where it lives and a digest of its source.
+_MAX_DEPTH = 3
 
-    Editing the function's body changes the digest, so an output made by the
-    old code is not silently reused.
+
+def _outside_values(func: Any, depth: int) -> dict | None:
+    """The values a function reads from outside its body (closure cells and globals).
+
+    They change what the function computes as much as its source does: a lambda
+    using a threshold from the enclosing scope must not be reused after the
+    threshold changed. Modules are named, other functions described in turn.
+    """
+    try:
+        found = inspect.getclosurevars(func)
+    except (TypeError, ValueError):
+        return None
+    values = {}
+    for kind, mapping in (("nonlocal", found.nonlocals), ("global", found.globals)):
+        for name, value in mapping.items():
+            if inspect.ismodule(value):
+                values[f"{kind}:{name}"] = {"module": value.__name__}
+                continue
+            if not _value_like(value):
+                # live objects (loggers, pools, files) have no stable state worth comparing
+                values[f"{kind}:{name}"] = {"object": type(value).__qualname__}
+                continue
+            try:
+                values[f"{kind}:{name}"] = canonical(value, depth + 1)
+            except Exception as err:  # an object that cannot be described: say so
+                values[f"{kind}:{name}"] = {"undescribed": type(value).__qualname__,
+                                            "error": type(err).__name__}
+    return values or None
+
+
+def _value_like(value: Any) -> bool:
+    """Plain data, functions and calculators: things whose description is stable."""
+    if value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.generic,
+                                           np.ndarray, Atoms, list, tuple, dict, set,
+                                           frozenset, slice, os.PathLike, enum.Enum)):
+        return True
+    if inspect.isroutine(value) or inspect.isclass(value) or isinstance(value, functools.partial):
+        return True
+    if dataclasses.is_dataclass(value):
+        return True
+    try:
+        from ase.calculators.calculator import BaseCalculator
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(value, BaseCalculator)
+
+
+def describe_callable(func: Any, depth: int = 0) -> dict:
+    """Identify a function by where it lives, a digest of its source, and the values
+    it reads from closures and globals.
+
+    Editing the function's body, or a value it uses, changes the description, so an
+    output made by the old code is not silently reused.
     """
     target = inspect.unwrap(func) if callable(func) else func
     module = getattr(target, "__module__", "?")
@@ -94,13 +144,18 @@ def describe_callable(func: Any) -> dict:
             digest = sha256_bytes(code.co_code + repr(code.co_consts).encode())[:16]
     if digest:
         desc["source_sha256"] = digest
+    if inspect.isfunction(target) and depth < _MAX_DEPTH:
+        outside = _outside_values(target, depth)
+        if outside:
+            desc["uses"] = outside
     if isinstance(func, functools.partial):
-        desc = {"partial": describe_callable(func.func), "args": canonical(list(func.args)),
-                "kwargs": canonical(func.keywords)}
+        desc = {"partial": describe_callable(func.func, depth),
+                "args": canonical(list(func.args), depth),
+                "kwargs": canonical(func.keywords, depth)}
     return desc
 
 
-def canonical(obj: Any) -> Any:
+def canonical(obj: Any, depth: int = 0) -> Any:
     """A JSON-able, deterministic description of a parameter value.
 
     ASE calculators are described by class and parameters (never by identity);
@@ -126,11 +181,12 @@ def canonical(obj: Any) -> Any:
         return {"array_sha256": sha256_bytes(np.ascontiguousarray(obj).tobytes()),
                 "shape": list(obj.shape), "dtype": str(obj.dtype)}
     if isinstance(obj, dict):
-        return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+        items = sorted(obj.items(), key=lambda kv: str(kv[0]))
+        return {str(k): canonical(v, depth) for k, v in items}
     if isinstance(obj, (list, tuple)):
-        return [canonical(x) for x in obj]
+        return [canonical(x, depth) for x in obj]
     if isinstance(obj, (set, frozenset)):
-        return sorted((canonical(x) for x in obj), key=canonical_json)
+        return sorted((canonical(x, depth) for x in obj), key=canonical_json)
     if isinstance(obj, Atoms):
         return {"atoms_sha256": atoms_digest(obj)}
     if isinstance(obj, slice):
@@ -151,7 +207,7 @@ def canonical(obj: Any) -> Any:
                                      for f in dataclasses.fields(obj)})}
     if callable(obj) and (inspect.isroutine(obj) or inspect.isclass(obj)
                           or isinstance(obj, functools.partial)):
-        return describe_callable(obj)
+        return describe_callable(obj, depth)
     if hasattr(obj, "todict") and callable(obj.todict):
         cls = type(obj)
         return {"object": f"{cls.__module__}.{cls.__qualname__}", "state": canonical(obj.todict())}
