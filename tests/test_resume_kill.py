@@ -139,8 +139,6 @@ def test_kill_between_output_rename_and_record_resumes(tmp_path):
     stage = tmp_path / ".o.xyz.wflp-partial"
     (tmp_path / "o.xyz.record.json").unlink()
     stage.mkdir(mode=0o700)
-    from wflp.autopara import _Run  # noqa: F401  (the run recreates chunks that are missing)
-
     map(ats, OutputSpec(out), _ident)
     assert out.read_bytes() == good
     assert (tmp_path / "o.xyz.record.json").exists() and not stage.exists()

@@ -36,7 +36,6 @@ from ase import Atoms
 from . import records
 from .configset import EXTXYZ_FORMATS, ConfigSet, OutputSpec, count_extxyz_frames, iter_extxyz
 from .errors import (
-    InputError,
     NotPicklableError,
     OperationError,
     OutputError,
@@ -767,15 +766,12 @@ class _Run:
         meta_path = stage / "record.json"
         if stage.exists():
             old = records.read_record(meta_path) if meta_path.exists() else None
-            diff = records.differences(old, record) if old is not None else {"record": (None, "")}
+            diff = records.differences(old, record) if old is not None else {}
             if diff and not self.outputs.overwrite:
-                if old is None:
-                    diff = {}
-                else:
-                    raise records.mismatch_error(
-                        f"the partial output (stage directory {str(stage)!r}) of", diff,
-                        self.outputs.files)
-            if diff or old is None:
+                raise records.mismatch_error(
+                    f"the partial output (stage directory {str(stage)!r}) of", diff,
+                    self.outputs.files)
+            if diff or old is None:  # another computation's chunks, or no record to trust
                 shutil.rmtree(stage)
         if not stage.exists():
             stage.parent.mkdir(parents=True, exist_ok=True)
@@ -884,5 +880,4 @@ def _concatenate(parts: list[Path], target: Path, format: str, write_kwargs: dic
 
 
 __all__ = ["AutoparaInfo", "Operation", "operation", "ChunkTask", "ChunkResult",
-           "SerialExecutor", "PoolExecutor", "run_chunk", "item_rng", "shutdown_pool",
-           "InputError"]
+           "SerialExecutor", "PoolExecutor", "run_chunk", "item_rng", "shutdown_pool"]

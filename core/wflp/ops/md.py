@@ -50,6 +50,14 @@ def fresh_calculator(calculator: Any) -> Any:
     return calc
 
 
+def prepare_calculator(calculator: Any, results_prefix: Optional[str]) -> tuple:
+    """(fresh calculator, key prefix, properties to store) for one trajectory."""
+    calc = fresh_calculator(calculator)
+    prefix = calculator_prefix(calculator, calc) if results_prefix is None else results_prefix
+    implemented = set(getattr(calc, "implemented_properties", STORED_PROPERTIES))
+    return calc, prefix, [p for p in STORED_PROPERTIES if p in implemented]
+
+
 def store_calculated(frame: Atoms, calc: Any, wanted: Sequence[str], prefix: str) -> None:
     """Store calc's results for frame's geometry on frame, as calculate does.
 
@@ -206,10 +214,7 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
                          None if (rng is None) else 0)
     if not isinstance(atoms, Atoms):
         raise TypeError(f"md takes Atoms, got {type(atoms).__name__}")
-    calc = fresh_calculator(calculator)
-    prefix = calculator_prefix(calculator, calc) if results_prefix is None else results_prefix
-    implemented = set(getattr(calc, "implemented_properties", STORED_PROPERTIES))
-    wanted = [p for p in STORED_PROPERTIES if p in implemented]
+    calc, prefix, wanted = prepare_calculator(calculator, results_prefix)
 
     work = atoms.copy()
     own_constraints = copy.deepcopy(work.constraints)

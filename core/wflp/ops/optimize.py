@@ -16,13 +16,11 @@ import numpy as np
 from ase import Atoms, units
 
 from ..autopara import operation
-from ..calculators import calculator_prefix
 from ..errors import ParameterError
 from .md import (
-    STORED_PROPERTIES,
     check_count,
     check_positive,
-    fresh_calculator,
+    prepare_calculator,
     store_calculated,
 )
 
@@ -95,10 +93,7 @@ def optimize(atoms: Atoms, calculator: Any, fmax: float = 0.05, steps: int = 100
         raise TypeError(f"optimize takes Atoms, got {type(atoms).__name__}")
     import ase.optimize
 
-    calc = fresh_calculator(calculator)
-    prefix = calculator_prefix(calculator, calc) if results_prefix is None else results_prefix
-    implemented = set(getattr(calc, "implemented_properties", STORED_PROPERTIES))
-    wanted = [p for p in STORED_PROPERTIES if p in implemented]
+    calc, prefix, wanted = prepare_calculator(calculator, results_prefix)
 
     work = atoms.copy()
     work.calc = calc

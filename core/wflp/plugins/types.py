@@ -95,6 +95,10 @@ class _Spec:
         """The callable, Operation or import path this spec stands for."""
         return getattr(self, self.target_field)
 
+    def load(self) -> Any:
+        """The target itself, importing it now if it was given as "pkg.module:attr"."""
+        return load_target(self.target)
+
 
 @dataclasses.dataclass(frozen=True)
 class CalculatorSpec(_Spec):
@@ -120,9 +124,6 @@ class CalculatorSpec(_Spec):
                               f"{self.properties!r}")
         object.__setattr__(self, "properties", tuple(self.properties))
 
-    def load(self) -> Callable[..., Any]:
-        return load_target(self.factory)
-
 
 @dataclasses.dataclass(frozen=True)
 class GeneratorSpec(_Spec):
@@ -132,9 +133,6 @@ class GeneratorSpec(_Spec):
     kind = "generators"
     target_field = "operation"
 
-    def load(self):
-        return load_target(self.operation)
-
 
 @dataclasses.dataclass(frozen=True)
 class SelectorSpec(_Spec):
@@ -143,9 +141,6 @@ class SelectorSpec(_Spec):
     operation: Target = None  # type: ignore[assignment]
     kind = "selectors"
     target_field = "operation"
-
-    def load(self):
-        return load_target(self.operation)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,9 +163,6 @@ class FitterSpec(_Spec):
         if self.calculator:
             object.__setattr__(self, "calculator", normalize_name(self.calculator))
 
-    def load(self):
-        return load_target(self.fit)
-
 
 @dataclasses.dataclass(frozen=True)
 class ExecutorSpec(_Spec):
@@ -180,9 +172,6 @@ class ExecutorSpec(_Spec):
     factory: Target = None  # type: ignore[assignment]
     kind = "executors"
     target_field = "factory"
-
-    def load(self):
-        return load_target(self.factory)
 
 
 SPEC_TYPES = {cls.kind: cls for cls in (CalculatorSpec, GeneratorSpec, SelectorSpec,
