@@ -10,7 +10,6 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms, FixBondLength
 from ase.io.extxyz import write_extxyz
-
 from wflp import extxyz
 from wflp.extxyz import frame_texts, write_frames
 

@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent("""
                                           num_inputs_per_python_subprocess=CHUNK))
 """).replace("CHUNK", str(CHUNK))
 
-CHUNK_RE = re.compile(r"^c-\d{6}-(\d{12})-(\d{12})\.xyz$")
+CHUNK_RE = re.compile(r"^c-\d{6}-(\d{12})-(\d{12})-[0-9a-f]{16}\.xyz$")
 
 
 def _run(script, workdir, nproc, kill_after=None):
@@ -189,3 +189,52 @@ def test_changed_parameters_with_partial_output_is_an_error(tmp_path):
     out = map(ats, OutputSpec(tmp_path / "o.xyz", overwrite=True), fail_late,
               kwargs={"limit": 99}, autopara_info=info)
     assert len(list(out)) == 6
+
+
+@pytest.mark.parametrize("damage", ["truncate", "change a byte", "empty"])
+def test_damaged_chunk_file_is_computed_again(tmp_path, caplog, damage):
+    """A chunk file whose bytes no longer match the digest in its name is not trusted
+    (as after an OS crash that lost unflushed data): only that chunk runs again."""
+    from wflp import AutoparaInfo, OutputSpec, operation
+    from wflp.errors import OperationError
+
+    stop = tmp_path / "stop"
+    log = tmp_path / "calls.log"
+
+    @operation("logged_shift")
+    def logged_shift(at, index):
+        if index >= 4 and stop.exists():
+            raise RuntimeError("interrupted")
+        with open(log, "a") as fd:
+            fd.write(f"{index}\n")
+        at.positions += 0.01 * index
+        return at
+
+    ats = rattled_cu(8)
+    info = AutoparaInfo(num_inputs_per_python_subprocess=2)
+    clean = tmp_path / "clean.xyz"
+    logged_shift(ats, OutputSpec(clean), autopara_info=info)
+    log.unlink()
+
+    out = tmp_path / "o.xyz"
+    stop.touch()
+    with pytest.raises(OperationError):
+        logged_shift(ats, OutputSpec(out), autopara_info=info)
+    stage = tmp_path / ".o.xyz.wflp-partial"
+    first = sorted(p for p in stage.iterdir() if p.name.startswith("c-"))[0]
+    assert CHUNK_RE.match(first.name).groups() == ("000000000000", "000000000002")
+    data = first.read_bytes()
+    if damage == "truncate":
+        first.write_bytes(data[: len(data) // 2])
+    elif damage == "change a byte":
+        first.write_bytes(data[:-2] + (b"1" if data[-2:-1] != b"1" else b"2") + data[-1:])
+    else:
+        first.write_bytes(b"")
+    stop.unlink()
+    log.unlink()
+    with caplog.at_level("WARNING", logger="wflp"):
+        logged_shift(ats, OutputSpec(out), autopara_info=info)
+    assert sorted(_calls(tmp_path)) == [0, 1, 4, 5, 6, 7]
+    assert out.read_bytes() == clean.read_bytes()
+    assert any("damaged" in r.getMessage() and first.name in r.getMessage()
+               for r in caplog.records)

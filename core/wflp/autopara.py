@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import inspect
 import logging
 import os
@@ -42,7 +43,7 @@ from .errors import (
     ParameterError,
     WflpError,
 )
-from .extxyz import write_frames
+from .extxyz import frame_texts
 
 log = logging.getLogger("wflp")
 
@@ -52,7 +53,8 @@ CHUNK_SECONDS = 2.0      # target work per adaptive chunk
 FIRST_CHUNK = 2          # adaptive chunks start this small, until timings arrive
 MAX_CHUNK = 1000
 STAGE_SUFFIX = ".wflp-partial"
-_CHUNK_RE = re.compile(r"^c-(\d{6})-(\d{12})-(\d{12})\.xyz$")
+# a finished chunk: c-<output group>-<first item>-<end item>-<sha256 prefix of its bytes>.xyz
+_CHUNK_RE = re.compile(r"^c-(\d{6})-(\d{12})-(\d{12})-([0-9a-f]{16})\.xyz$")
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -140,7 +142,8 @@ class ChunkSizer:
         if self.fixed:
             return self.fixed
         limit = MAX_CHUNK
-        if self.n_items is not None:
+        if self.n_items is not None and self.nproc > 1:
+            # shrink towards the end so the processes finish together
             remaining = max(1, self.n_items - next_index)
             limit = min(limit, -(-remaining // (4 * self.nproc)))
         if self.items_timed == 0:
@@ -162,7 +165,7 @@ class ChunkTask:
     locs: list
     items: list
     group: int                # output group (file) the chunk belongs to
-    stage_file: Optional[str] = None   # write results here instead of returning them
+    stage_file: Optional[str] = None   # write results to <stage_file>-<digest>.xyz, not back
     cwd: Optional[str] = None          # the caller's directory: workers run there too
 
 
@@ -281,11 +284,18 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     if task.stage_file is None:
         return ChunkResult(task.start, task.locs, results, n_out,
                            seconds=time.perf_counter() - t0)
-    _write_chunk_file(Path(task.stage_file), results, payload.op_name)
+    _write_chunk_file(task.stage_file, results, payload.op_name)
     return ChunkResult(task.start, task.locs, None, n_out, seconds=time.perf_counter() - t0)
 
 
-def _write_chunk_file(path: Path, results: list[list], op_name: str) -> None:
+def _write_chunk_file(stem: str, results: list[list], op_name: str) -> None:
+    """Write a chunk's frames to ``<stem>-<digest>.xyz``, named only once complete.
+
+    The name carries a digest of the bytes, so a later run trusts the file only if its
+    content is intact; that check replaces an fsync per chunk, which cost more than the
+    rest of the bookkeeping (a kill -9 loses nothing that was written; an OS crash may,
+    and the digest catches it).
+    """
     frames = [at for outs in results for at in outs]
     for at in frames:
         if not isinstance(at, Atoms):
@@ -293,13 +303,23 @@ def _write_chunk_file(path: Path, results: list[list], op_name: str) -> None:
                 f"operation {op_name!r} returned a {type(at).__name__}, which cannot "
                 "be written to a file; use an in-memory OutputSpec() or return Atoms"
             )
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fd:
-        if frames:
-            write_frames(fd, frames)  # ASE's bytes, at a third of ASE's cost
-        fd.flush()
-        os.fsync(fd.fileno())
-    os.replace(tmp, path)
+    directory, name = os.path.split(stem)
+    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    digest = hashlib.sha256()
+    with open(tmp, "wb") as fd:
+        for text in frame_texts(frames):  # ASE's bytes, at a third of ASE's cost
+            data = text.encode()
+            digest.update(data)
+            fd.write(data)
+    os.replace(tmp, f"{stem}-{digest.hexdigest()[:16]}.xyz")
+
+
+def _chunk_intact(path: Path, expected: str) -> bool:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fd:
+        for block in iter(lambda: fd.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16] == expected
 
 
 # -- executors ------------------------------------------------------------------------------
@@ -611,7 +631,7 @@ class _Run:
 
         def flush():
             end = buf_start + len(buf_items)
-            stage_file = (str(stage / f"c-{buf_group:06d}-{buf_start:012d}-{end:012d}.xyz")
+            stage_file = (str(stage / f"c-{buf_group:06d}-{buf_start:012d}-{end:012d}")
                           if stage is not None else None)
             return ChunkTask(payload, digest, buf_start, list(buf_locs), list(buf_items),
                              buf_group, stage_file, cwd)
@@ -780,8 +800,13 @@ class _Run:
         done = []
         for entry in os.listdir(stage):
             m = _CHUNK_RE.match(entry)
-            if m:
+            if m and _chunk_intact(stage / entry, m.group(4)):
                 done.append((int(m.group(2)), int(m.group(3))))
+            elif m:
+                log.warning("%s: chunk file %s is damaged (its content does not match the "
+                            "digest in its name); computing it again", self.op.name,
+                            stage / entry)
+                os.unlink(stage / entry)
             elif entry.startswith(".") and ".tmp-" in entry:
                 os.unlink(stage / entry)  # a chunk cut off by an interruption
         if done:
