@@ -238,14 +238,15 @@ def atoms_digest(atoms: Atoms) -> str:
 
 def _update_atoms(h, atoms: Atoms) -> None:
     h.update(b"atoms")
-    for name in sorted(atoms.arrays):
-        arr = np.ascontiguousarray(atoms.arrays[name])
+    arrays = atoms.arrays
+    for name in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[name])
         h.update(name.encode())
-        h.update(str(arr.dtype).encode())
+        h.update(arr.dtype.str.encode())  # '<f8': str(dtype) costs 2.7 us
         h.update(arr.tobytes())
     h.update(np.ascontiguousarray(atoms.cell.array).tobytes())
     h.update(np.asarray(atoms.pbc, dtype=bool).tobytes())
-    h.update(canonical_json(canonical(atoms.info)).encode())
+    h.update(canonical_json(canonical(atoms.info)).encode() if atoms.info else b"{}")
     if atoms.constraints:
         h.update(canonical_json(canonical([c.todict() for c in atoms.constraints])).encode())
     calc = atoms.calc
