@@ -319,7 +319,9 @@ def report(results: dict, info: dict, pool_cost: float) -> list[str]:
                          f"{cpu:>20s} | {b['foreign']:14.2f} |")
             case = ""
     lines.append("")
-    lines.append("targets (wall time; CPU time of this process + workers in brackets):")
+    lines.append("targets (best wall time of each mode; CPU time of this process + workers in "
+                 "brackets; paired median = median over rounds of the ratio of two modes run "
+                 "back to back):")
 
     def verdict(ok: bool) -> str:
         return "MET   " if ok else "MISSED"
@@ -328,10 +330,20 @@ def report(results: dict, info: dict, pool_cost: float) -> list[str]:
         b = res["best"][mode]
         return b["cpu_self"] + b["cpu_workers"]
 
+    def paired(res: dict, mode: str, base_mode: str) -> float:
+        """Median over rounds of mode / base_mode, each pair run back to back."""
+        runs = res["runs"]
+        return statistics.median(a["time"] / b["time"]
+                                 for a, b in zip(runs[mode], runs[base_mode]))
+
     for name, res in results.items():
         best = res["best_s"]
         base = best["plain"]
         pct = {m: (best[m] / base - 1) * 100 for m in MODES}
+        p_serial = (paired(res, "wflp 1p mem", "plain") - 1) * 100
+        p_speed = 1 / paired(res, "wflp 2p mem", "plain")
+        p_file1 = (paired(res, "wflp 1p file", "wflp 1p mem") - 1) * 100
+        p_file2 = (paired(res, "wflp 2p file", "wflp 2p mem") - 1) * 100
         cpct = {m: (cpu(res, m) / cpu(res, "plain") - 1) * 100 for m in MODES}
         serial = pct["wflp 1p mem"]
         file1 = (best["wflp 1p file"] / best["wflp 1p mem"] - 1) * 100
@@ -340,17 +352,21 @@ def report(results: dict, info: dict, pool_cost: float) -> list[str]:
         xyz1 = (best["wflp 1p xyz->xyz"] / best["wflp 1p mem"] - 1) * 100
         speed = base / best["wflp 2p mem"]
         lines.append(f"  {name}: serial overhead (1p mem vs plain)   {serial:+6.1f}%  "
-                     f"[cpu {cpct['wflp 1p mem']:+.1f}%]  (<= 3 %)  {verdict(serial <= 3)}")
+                     f"[cpu {cpct['wflp 1p mem']:+.1f}%]  (<= 3 %)  {verdict(serial <= 3)}"
+                     f"  (paired median {p_serial:+.1f}%)")
         lines.append(f"  {name}: 2 processes (2p mem) vs plain loop  {speed:6.2f}x  "
                      f"[cpu {cpct['wflp 2p mem']:+.1f}%]  (>= 1.85x) {verdict(speed >= 1.85)}"
-                     f"  (2p file {base / best['wflp 2p file']:.2f}x, 2p xyz->xyz "
+                     f"  (paired median {p_speed:.2f}x; "
+                     f"2p file {base / best['wflp 2p file']:.2f}x, 2p xyz->xyz "
                      f"{base / best['wflp 2p xyz->xyz']:.2f}x)")
         lines.append(f"  {name}: file vs memory output, 1 process    {file1:+6.1f}%  "
                      f"[cpu {cfile1:+.1f}%]  (<= 2 %)  {verdict(file1 <= 2)}"
-                     f"  (plain+write vs plain {pct['plain+write']:+.1f}%, "
+                     f"  (paired median {p_file1:+.1f}%; "
+                     f"plain+write vs plain {pct['plain+write']:+.1f}%, "
                      f"1p xyz->xyz vs 1p mem {xyz1:+.1f}%)")
         lines.append(f"  {name}: file vs memory output, 2 processes  {file2:+6.1f}%  "
-                     f"{'':14s}(<= 2 %)  {verdict(file2 <= 2)}")
+                     f"{'':14s}(<= 2 %)  {verdict(file2 <= 2)}"
+                     f"  (paired median {p_file2:+.1f}%)")
     return lines
 
 
@@ -358,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n4", type=int, default=1000, help="4-atom configurations")
     parser.add_argument("--n32", type=int, default=300, help="32-atom configurations")
-    parser.add_argument("--repeat", type=int, default=5, help="rounds (best is reported)")
+    parser.add_argument("--repeat", type=int, default=9, help="rounds (best is reported)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round")
     parser.add_argument("--max-foreign", type=float, default=0.1,
                         help="cores other processes may use during a run (default 0.1)")
