@@ -184,3 +184,116 @@ def test_cheap_length_counts_extxyz_frames_without_parsing(tmp_path):
     assert ConfigSet(tmp_path / "a.xyz", index="::2").cheap_length() is None
     ase.io.write(tmp_path / "c.traj", rattled_cu(2))
     assert ConfigSet(tmp_path / "c.traj").cheap_length() is None
+
+
+# -- frames read where they are used (FrameRef) ---------------------------------------------
+
+def _varied_frames():
+    ats = rattled_cu(5)
+    ats[1].info["note"] = "with space"
+    ats[2].arrays["forces"] = np.ones((len(ats[2]), 3))
+    ats[3] = Atoms("H2O", positions=[[0, 0, 0], [0, 0, 1], [0, 1, 0]])  # no cell
+    return ats
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_frame_refs_read_back_the_same_frames(tmp_path, newline):
+    from wflp.configset import FrameRef, read_frame_refs
+
+    path = tmp_path / "in.xyz"
+    ase.io.write(path, _varied_frames())
+    if newline != "\n":
+        path.write_bytes(path.read_bytes().replace(b"\n", newline.encode()))
+    direct = list(ConfigSet(path))
+    refs = [item for _loc, item in ConfigSet(path).iter_with_loc(lazy_frames=True)]
+    assert all(isinstance(r, FrameRef) for r in refs) and len(refs) == 5
+    assert [r.frame for r in refs] == [0, 1, 2, 3, 4]
+    assert read_frame_refs(refs) == direct
+    # any selection, in any order, mixed with in-memory items
+    extra = Atoms("Ar")
+    mixed = [refs[3], extra, refs[0], refs[1], refs[4]]
+    assert read_frame_refs(mixed) == [direct[3], extra, direct[0], direct[1], direct[4]]
+
+
+def test_frame_refs_notice_a_file_changed_after_the_scan(tmp_path):
+    from wflp.configset import read_frame_refs
+
+    path = tmp_path / "in.xyz"
+    ase.io.write(path, rattled_cu(3))
+    refs = [item for _loc, item in ConfigSet(path).iter_with_loc(lazy_frames=True)]
+    ats = rattled_cu(3)
+    ats[0].info["longer_header"] = "x" * 40
+    ase.io.write(path, ats)
+    with pytest.raises(MalformedFileError, match="changed while it was being read"):
+        read_frame_refs(refs[1:])
+    ase.io.write(path, ats[:1])
+    with pytest.raises(MalformedFileError, match="changed while it was being read"):
+        read_frame_refs(refs[1:])
+
+
+def test_two_processes_report_a_malformed_frame_like_one(tmp_path):
+    """With worker processes, frames are parsed in the workers; a bad frame must still
+    raise MalformedFileError naming file, frame and line, and leave no final output."""
+    from wflp import AutoparaInfo
+
+    path = tmp_path / "bad.xyz"
+    ase.io.write(path, rattled_cu(12))
+    lines = path.read_text().splitlines(keepends=True)
+    lines[6 * 7 + 3] = "Cu 0.0 oops 0.0\n"  # frame 7, second atom line
+    path.write_text("".join(lines))
+    out = tmp_path / "out.xyz"
+    info = AutoparaInfo(num_python_subprocesses=2, num_inputs_per_python_subprocess=2)
+    with pytest.raises(MalformedFileError) as err:
+        map(ConfigSet(path), OutputSpec(out), _touch, autopara_info=info)
+    msg = str(err.value)
+    assert "bad.xyz" in msg and "frame 7" in msg and f"line {6 * 7 + 4}" in msg
+    assert not out.exists()
+
+
+def test_two_processes_from_a_file_match_serial(tmp_path):
+    from wflp import AutoparaInfo
+
+    path = tmp_path / "in.xyz"
+    ase.io.write(path, _varied_frames() * 3)
+    serial = map(ConfigSet(path), OutputSpec(tmp_path / "s.xyz"), _touch)
+    two = map(ConfigSet([path, path]), OutputSpec([tmp_path / "a.xyz", tmp_path / "b.xyz"]),
+              _touch, autopara_info=AutoparaInfo(num_python_subprocesses=2,
+                                                 num_inputs_per_python_subprocess=4))
+    expected = (tmp_path / "s.xyz").read_bytes()
+    assert (tmp_path / "a.xyz").read_bytes() == expected == (tmp_path / "b.xyz").read_bytes()
+    assert len(list(serial)) == 15 and len(list(two)) == 30
+
+
+def _touch(at):
+    at.info["touched"] = True
+    return at
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+@pytest.mark.parametrize("to_file", [False, True])
+def test_energy_and_forces_read_from_a_file_survive_an_operation(tmp_path, nproc, to_file):
+    """ASE's reader attaches a file's energy/forces/stress as a SinglePointCalculator;
+    operations must not drop them (Atoms.copy() alone would)."""
+    from wflp import AutoparaInfo
+
+    ats = rattled_cu(6)
+    for i, at in enumerate(ats):
+        at.calc = EMT()
+        at.get_stress()
+        at.info["i"] = i
+    path = tmp_path / "labelled.xyz"
+    ase.io.write(path, ats)
+    inputs = ConfigSet(path)
+    outputs = OutputSpec(tmp_path / "out.xyz") if to_file else OutputSpec()
+    info = AutoparaInfo(num_python_subprocesses=nproc, num_inputs_per_python_subprocess=2)
+    result = list(map(inputs, outputs, _touch, autopara_info=info))
+    for at, ref in zip(result, ats):
+        assert at.info["touched"] is True
+        assert at.get_potential_energy() == pytest.approx(ref.get_potential_energy(), abs=1e-8)
+        np.testing.assert_allclose(at.get_forces(), ref.get_forces(), atol=1e-8)
+        np.testing.assert_allclose(at.get_stress(), ref.get_stress(), atol=1e-8)
+    # and from memory: results of a live calculator are kept, the calculator is not shared
+    result = list(map(ats, OutputSpec(), _touch, autopara_info=info))
+    assert [a.get_potential_energy() for a in result] == \
+        pytest.approx([a.get_potential_energy() for a in ats], abs=1e-12)
+    assert all(type(a.calc).__name__ == "SinglePointCalculator" for a in result)

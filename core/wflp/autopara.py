@@ -35,7 +35,15 @@ import numpy as np
 from ase import Atoms
 
 from . import records
-from .configset import EXTXYZ_FORMATS, ConfigSet, OutputSpec, count_extxyz_frames, iter_extxyz
+from .configset import (
+    EXTXYZ_FORMATS,
+    ConfigSet,
+    FrameRef,
+    OutputSpec,
+    count_extxyz_frames,
+    iter_extxyz,
+    read_frame_refs,
+)
 from .errors import (
     NotPicklableError,
     OperationError,
@@ -229,7 +237,26 @@ def _as_outputs(result: Any) -> list:
 
 
 def _private_copy(item: Any) -> Any:
-    return item.copy() if isinstance(item, Atoms) else item
+    """A copy the operation may change freely, keeping any calculator results.
+
+    ``Atoms.copy()`` drops the calculator, and with it the energy and forces that ASE's
+    readers attach to frames as a SinglePointCalculator: kept here as one.
+    """
+    if not isinstance(item, Atoms):
+        return item
+    new = item.copy()
+    results = getattr(item.calc, "results", None)
+    if results:
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        try:
+            new.calc = SinglePointCalculator(
+                new, **{k: v.copy() if isinstance(v, np.ndarray) else v
+                        for k, v in results.items()})
+        except Exception as err:  # results an SPC cannot hold (not numbers)
+            log.warning("the calculator results %s of an input configuration cannot be "
+                        "kept (%s: %s)", sorted(results), type(err).__name__, err)
+    return new
 
 
 def run_chunk(task: ChunkTask) -> ChunkResult:
@@ -238,7 +265,13 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         os.chdir(task.cwd)  # a reused worker follows its caller, as a serial run would
     payload = _load_payload(task)
     t0 = time.perf_counter()
-    items = [_private_copy(x) for x in task.items]
+    items = task.items
+    if any(isinstance(x, FrameRef) for x in items):
+        items = read_frame_refs(items)  # frames read here are fresh: no copy needed
+        items = [x if isinstance(r, FrameRef) else _private_copy(x)
+                 for r, x in zip(task.items, items)]
+    else:
+        items = [_private_copy(x) for x in items]
     n = len(items)
     rngs = ([item_rng(payload.seed, task.start + i) for i in range(n)]
             if payload.wants_rng and payload.seed is not None else None)
@@ -411,6 +444,7 @@ class PoolExecutor:
     """Runs chunks in the process's reusable pool of worker processes, results in order."""
 
     name = "pool"
+    workers_read_local_files = True  # input frames go to workers as FrameRefs
 
     def map_chunks(self, tasks: Iterator[ChunkTask], info: AutoparaInfo) -> Iterator[ChunkResult]:
         from collections import deque
@@ -637,7 +671,14 @@ class _Run:
                              buf_group, stage_file, cwd)
 
         index = -1
-        for index, (loc, item) in enumerate(self.inputs.iter_with_loc()):
+        # executors whose workers see this machine's files parse input frames themselves
+        lazy = bool(getattr(self.executor, "workers_read_local_files", False)) \
+            and (self.info.num_python_subprocesses or 1) > 1
+        # a live calculator may not pickle: items sent elsewhere carry only its results
+        shipped = not isinstance(self.executor, SerialExecutor)
+        for index, (loc, item) in enumerate(self.inputs.iter_with_loc(lazy_frames=lazy)):
+            if shipped and isinstance(item, Atoms) and item.calc is not None:
+                item = _private_copy(item)
             group = self.outputs.output_index(loc) if per_file else 0
             while next_done is not None and index >= next_done[1]:
                 next_done = next(done_iter, None)

@@ -18,7 +18,7 @@ import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, BinaryIO, NamedTuple, Union
 
 from ase import Atoms
 
@@ -67,10 +67,23 @@ class FileGroup:
     def __repr__(self) -> str:
         return f"FileGroup({str(self.path)!r}, format={self.format!r})"
 
+    @property
+    def _streams_extxyz(self) -> bool:
+        return self.format == "extxyz" and self.index == ":" and not self.read_kwargs
+
+    def frame_refs(self) -> Iterator[FrameRef] | None:
+        """FrameRefs for the frames, or None if this file is not read by wflp's own
+        extxyz reader (another format, an index or read options)."""
+        if not self._streams_extxyz:
+            return None
+        if not self.path.is_file():
+            raise InputError(missing_file_message(self.path))
+        return scan_extxyz(self.path)
+
     def __iter__(self) -> Iterator[Atoms]:
         if not self.path.is_file():
             raise InputError(missing_file_message(self.path))
-        if self.format == "extxyz" and self.index == ":" and not self.read_kwargs:
+        if self._streams_extxyz:
             yield from iter_extxyz(self.path)
             return
         import ase.io
@@ -88,6 +101,95 @@ class FileGroup:
             ) from err
 
 
+class FrameRef(NamedTuple):
+    """Frame *frame* of the extxyz file *path*, whose atom-count line is line *line* at
+    byte *offset*: a placeholder that is read where it is used, so that worker
+    processes parse their own frames instead of the parent parsing them all."""
+
+    path: str
+    offset: int
+    frame: int
+    line: int
+
+
+def _split_extxyz(fd: BinaryIO, path: str, frame: int = 0, lineno: int = 1,
+                  offset: int = 0) -> Iterator[tuple[FrameRef, list[bytes]]]:
+    """Split an extxyz byte stream, from its current position, into frames' lines.
+
+    Checks only the framing (atom counts, truncation); a frame's content is
+    checked when :func:`_parse_frame` reads it.
+    """
+    readline = fd.readline
+    while True:
+        header = readline()
+        if not header:
+            return
+        if not header.strip():
+            # trailing blank lines end the file, as in ase
+            if fd.read().strip():
+                raise MalformedFileError(
+                    f"{path}: frame {frame} (line {lineno}): blank line where an atom "
+                    "count was expected; remove the blank line or regenerate the file"
+                )
+            return
+        try:
+            natoms = int(header)
+        except ValueError:
+            raise MalformedFileError(
+                f"{path}: frame {frame} (line {lineno}): expected an atom count, found "
+                f"{header.strip()[:60].decode(errors='replace')!r}; the file is not extended "
+                "XYZ or is corrupt: fix or regenerate it"
+            ) from None
+        if natoms < 0:
+            raise MalformedFileError(
+                f"{path}: frame {frame} (line {lineno}): negative atom count {natoms}"
+            )
+        ref = FrameRef(path, offset, frame, lineno)
+        lines = [header]
+        size = len(header)
+        for _ in range(natoms + 1):
+            line = readline()
+            if not line:
+                raise MalformedFileError(
+                    f"{path}: frame {frame} (line {lineno}): file ends after "
+                    f"{len(lines) - 1} of {natoms + 1} lines of this frame; the file "
+                    "was truncated: regenerate it or delete the incomplete frame"
+                )
+            lines.append(line)
+            size += len(line)
+        # VEC lines (old-style lattice vectors) belong to the frame
+        while True:
+            line = readline()
+            if line.lstrip().startswith(b"VEC"):
+                lines.append(line)
+                size += len(line)
+            else:
+                fd.seek(offset + size)
+                break
+        yield ref, lines
+        offset += size
+        lineno += len(lines)
+        frame += 1
+
+
+def _parse_frame(ref: FrameRef, lines: list[bytes]) -> Atoms:
+    """One frame's lines as Atoms, read by ase; errors name the file, frame and line."""
+    from ase.io.extxyz import read_xyz
+
+    text = b"".join(lines).decode()
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    try:
+        return next(read_xyz(io.StringIO(text), index=0))
+    except Exception as err:
+        where = _locate_bad_line(text.splitlines(), str(err), ref.line)
+        last = ref.line + len(lines) - 1
+        raise MalformedFileError(
+            f"{ref.path}: frame {ref.frame} ({where or f'lines {ref.line}-{last}'}): "
+            f"{type(err).__name__}: {err}; fix or regenerate the file"
+        ) from None
+
+
 def iter_extxyz(path: PathLike) -> Iterator[Atoms]:
     """Stream frames of an extended-XYZ file, one in memory at a time.
 
@@ -95,70 +197,56 @@ def iter_extxyz(path: PathLike) -> Iterator[Atoms]:
     frame count); this reader hands ase one frame's text at a time instead,
     and names the file, frame and line of a malformed frame.
     """
-    from ase.io.extxyz import read_xyz
-
     path = str(path)
-    with open(path) as fd:
-        lineno = 0
-        frame = 0
-        while True:
-            header = fd.readline()
-            lineno += 1
-            if not header:
-                return
-            if not header.strip():
-                # trailing blank lines end the file, as in ase
-                rest = fd.read()
-                if rest.strip():
+    with open(path, "rb") as fd:
+        for ref, lines in _split_extxyz(fd, path):
+            yield _parse_frame(ref, lines)
+
+
+def scan_extxyz(path: PathLike) -> Iterator[FrameRef]:
+    """A :class:`FrameRef` for each frame of an extxyz file, without parsing any."""
+    path = str(path)
+    with open(path, "rb") as fd:
+        for ref, _lines in _split_extxyz(fd, path):
+            yield ref
+
+
+def read_frame_refs(items: list) -> list:
+    """*items* with each :class:`FrameRef` replaced by the frame it names.
+
+    Consecutive frames of one file are read in one pass from the first one's offset.
+    """
+    out: list = []
+    i = 0
+    while i < len(items):
+        ref = items[i]
+        if not isinstance(ref, FrameRef):
+            out.append(ref)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(items) and isinstance(items[j], FrameRef) and items[j].path == ref.path \
+                and items[j].frame == items[j - 1].frame + 1:
+            j += 1
+        with open(ref.path, "rb") as fd:
+            fd.seek(ref.offset)
+            frames = _split_extxyz(fd, ref.path, ref.frame, ref.line, ref.offset)
+            for want in items[i:j]:
+                # the framing was checked when the refs were made: a surprise now means
+                # the file changed since
+                try:
+                    got, lines = next(frames, (None, None))
+                except MalformedFileError:
+                    got = None
+                if got != want:
                     raise MalformedFileError(
-                        f"{path}: frame {frame} (line {lineno}): blank line where an atom "
-                        "count was expected; remove the blank line or regenerate the file"
+                        f"{ref.path}: frame {want.frame} is no longer where it was (line "
+                        f"{want.line}); the file changed while it was being read: rerun "
+                        "once it is complete"
                     )
-                return
-            start_line = lineno
-            try:
-                natoms = int(header)
-            except ValueError:
-                raise MalformedFileError(
-                    f"{path}: frame {frame} (line {lineno}): expected an atom count, "
-                    f"found {header.strip()[:60]!r}; the file is not extended XYZ or "
-                    "is corrupt: fix or regenerate it"
-                ) from None
-            if natoms < 0:
-                raise MalformedFileError(
-                    f"{path}: frame {frame} (line {lineno}): negative atom count {natoms}"
-                )
-            lines = [header]
-            for _ in range(natoms + 1):
-                line = fd.readline()
-                if not line:
-                    raise MalformedFileError(
-                        f"{path}: frame {frame} (line {start_line}): file ends after "
-                        f"{len(lines) - 1} of {natoms + 1} lines of this frame; the file "
-                        "was truncated: regenerate it or delete the incomplete frame"
-                    )
-                lines.append(line)
-            lineno += natoms + 1
-            # VEC lines (old-style lattice vectors) belong to the frame
-            while True:
-                pos = fd.tell()
-                line = fd.readline()
-                if line.lstrip().startswith("VEC"):
-                    lines.append(line)
-                    lineno += 1
-                else:
-                    fd.seek(pos)
-                    break
-            try:
-                atoms = next(read_xyz(io.StringIO("".join(lines)), index=0))
-            except Exception as err:
-                where = _locate_bad_line(lines, str(err), start_line)
-                raise MalformedFileError(
-                    f"{path}: frame {frame} ({where or f'lines {start_line}-{lineno}'}): "
-                    f"{type(err).__name__}: {err}; fix or regenerate the file"
-                ) from None
-            yield atoms
-            frame += 1
+                out.append(_parse_frame(got, lines))
+        i = j
+    return out
 
 
 def _locate_bad_line(lines: list[str], message: str, first_line: int) -> str | None:
@@ -262,9 +350,13 @@ class ConfigSet:
         for _loc, item in self.iter_with_loc():
             yield item
 
-    def iter_with_loc(self) -> Iterator[tuple[tuple[int, ...], Any]]:
-        """Yield (location, item): location is the item's path of indices in the tree."""
-        yield from _walk(self._root, ())
+    def iter_with_loc(self, lazy_frames: bool = False) -> Iterator[tuple[tuple[int, ...], Any]]:
+        """Yield (location, item): location is the item's path of indices in the tree.
+
+        lazy_frames: yield a :class:`FrameRef` instead of each frame of an extxyz file,
+        to be read by :func:`read_frame_refs` where it is needed.
+        """
+        yield from _walk(self._root, (), lazy_frames)
 
     def groups(self) -> list[ConfigSet]:
         """The top-level groups (one per input file, or per top-level sub-list)."""
@@ -327,14 +419,15 @@ def _has_glob(path: PathLike) -> bool:
     return any(c in _GLOB_CHARS for c in text) and not os.path.exists(text)
 
 
-def _walk(node, loc):
+def _walk(node, loc, lazy_frames: bool = False):
     if isinstance(node, FileGroup):
-        for i, atoms in enumerate(node):
-            yield loc + (i,), atoms
+        frames = node.frame_refs() if lazy_frames else None
+        for i, item in enumerate(frames if frames is not None else node):
+            yield loc + (i,), item
     elif isinstance(node, list):
         for i, child in enumerate(node):
             if isinstance(child, (list, FileGroup)):
-                yield from _walk(child, loc + (i,))
+                yield from _walk(child, loc + (i,), lazy_frames)
             else:
                 yield loc + (i,), child
     else:
