@@ -43,7 +43,7 @@ def random_info_value(rng: np.random.Generator):
     if choice == 4:
         return np.bool_(rng.integers(2))
     if choice == 5:
-        return np.float64(rng.normal())
+        return np.float64(rng.choice(SPECIAL_FLOATS + [rng.normal(), rng.normal() * 1e-7]))
     if choice == 6:
         return np.float32(rng.normal())
     if choice == 7:
@@ -126,7 +126,9 @@ def test_frames_only_ase_can_write_are_still_written_as_ase_writes_them():
     with_none.info["flag"] = None
     zero_d = atoms.copy()
     zero_d.info["scalar_array"] = np.array(True)
-    frames = [with_calc, fixed, other_constraint, voigt, with_none, zero_d]
+    pbc_in_info = atoms.copy()
+    pbc_in_info.info.update(a=1.0, pbc="stale", b=2.0)  # ASE writes the real pbc in its place
+    frames = [with_calc, fixed, other_constraint, voigt, with_none, zero_d, pbc_in_info]
     assert wflp_text(frames) == ase_text(frames)
 
 

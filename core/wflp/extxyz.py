@@ -88,51 +88,81 @@ def _escape(text: str) -> str:
     return text
 
 
+_PBC_TEXT = {(a, b, c): '"' + " ".join("T" if x else "F" for x in (a, b, c)) + '"'
+             for a in (False, True) for b in (False, True) for c in (False, True)}
+_escaped_keys: dict[str, str] = {}
+
+
 def _value_text(key: str, value) -> str | None:
-    """ASE's text for one info value of a common type, or None for anything else."""
-    if isinstance(value, (bool, np.bool_)):
+    """ASE's (quoted) text for one info value of a common type, or None for anything else.
+
+    Python floats and float64 print alike (shortest round-trip repr); other numpy
+    scalars keep their own formatting, as in ASE.
+    """
+    kind = type(value)
+    if kind is float or kind is np.float64:
+        return float.__repr__(value)
+    if kind is bool or kind is np.bool_:
         return "T" if value else "F"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (int, float, np.integer, np.floating)):
+    if kind is str:
+        return _escape(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         return f"{value}"
-    if isinstance(value, np.ndarray):
-        kind = value.dtype.kind
-        if kind not in "ifb" or (kind == "f" and value.dtype.itemsize != 8):
+    if kind is np.ndarray:
+        dtype = value.dtype
+        if dtype.kind not in "ifb" or (dtype.kind == "f" and dtype.itemsize != 8):
             return None  # tolist() would change how other float types print
         if key in _SPECIAL_3_3_KEYS:
             value = value.reshape(value.size, order="F")
         if value.ndim != 1:
             return None
-        if kind == "b":
-            return " ".join(["T" if v else "F" for v in value.tolist()])
-        return " ".join([f"{v}" for v in value.tolist()])
+        if dtype.kind == "b":
+            text = " ".join(["T" if v else "F" for v in value.tolist()])
+        else:
+            text = " ".join(map(repr, value.tolist()))
+        return f'"{text}"' if len(value) > 1 else text  # numbers need quotes only for spaces
     return None
 
 
-def _info_text(info: dict) -> str:
-    """``key_val_dict_to_str(info)``, formatted directly for the common value types."""
+def _info_text(info: dict, pbc: np.ndarray) -> str:
+    """``key_val_dict_to_str`` of info plus pbc, formatted directly for common value types."""
     parts = []
     for key, value in info.items():
-        text = _value_text(key, value)
-        if text is None:
+        text = None if key == "pbc" else _value_text(key, value)
+        if text is None:  # (ASE writes the Atoms' pbc in place of an info "pbc")
             from ase.io.extxyz import key_val_dict_to_str
 
-            return key_val_dict_to_str(info)
-        parts.append(f"{_escape(key)}={_escape(text)}")
+            return key_val_dict_to_str({**info, "pbc": pbc})
+        escaped = _escaped_keys.get(key)
+        if escaped is None:
+            if len(_escaped_keys) > 4096:
+                _escaped_keys.clear()
+            escaped = _escaped_keys[key] = _escape(key)
+        parts.append(f"{escaped}={text}")
+    parts.append("pbc=" + _PBC_TEXT[tuple(pbc.tolist())])
     return " ".join(parts)
 
 
+_last_lattice: tuple[bytes, str] = (b"", "")
+
+
+def _lattice_text(cell: np.ndarray) -> str:
+    """``Lattice="..." `` for a cell; frames of one run often share it, so the last is kept."""
+    global _last_lattice
+    key = cell.tobytes()
+    if _last_lattice[0] == key:
+        return _last_lattice[1]
+    # ASE writes the transpose in Fortran order, which is the cell in C order
+    text = 'Lattice="' + " ".join(map(repr, cell.ravel().tolist())) + '" '
+    _last_lattice = (key, text)
+    return text
+
+
 def _comment(atoms: Atoms, properties: str) -> str:
-    comment = ""
-    cell = atoms.cell
-    if cell.any():
-        # ASE writes the transpose in Fortran order, which is the cell in C order
-        comment = 'Lattice="' + " ".join([f"{x}" for x in cell.array.ravel().tolist()]) + '" '
+    cell = atoms.cell.array
+    comment = _lattice_text(cell) if cell.any() else ""
     comment += "Properties=" + properties
-    info = dict(atoms.info)
-    info["pbc"] = atoms.get_pbc()
-    return comment + " " + _info_text(info)
+    return comment + " " + _info_text(atoms.info, atoms.pbc)
 
 
 def _format_fast(atoms: Atoms, layout: _Layout) -> str:
