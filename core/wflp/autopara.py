@@ -265,13 +265,9 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         os.chdir(task.cwd)  # a reused worker follows its caller, as a serial run would
     payload = _load_payload(task)
     t0 = time.perf_counter()
-    items = task.items
-    if any(isinstance(x, FrameRef) for x in items):
-        items = read_frame_refs(items)  # frames read here are fresh: no copy needed
-        items = [x if isinstance(r, FrameRef) else _private_copy(x)
-                 for r, x in zip(task.items, items)]
-    else:
-        items = [_private_copy(x) for x in items]
+    # frames read here from FrameRefs are fresh: only the others need a private copy
+    items = [x if isinstance(r, FrameRef) else _private_copy(x)
+             for r, x in zip(task.items, read_frame_refs(task.items))]
     n = len(items)
     rngs = ([item_rng(payload.seed, task.start + i) for i in range(n)]
             if payload.wants_rng and payload.seed is not None else None)
@@ -345,14 +341,6 @@ def _write_chunk_file(stem: str, results: list[list], op_name: str) -> None:
             digest.update(data)
             fd.write(data)
     os.replace(tmp, f"{stem}-{digest.hexdigest()[:16]}.xyz")
-
-
-def _chunk_intact(path: Path, expected: str) -> bool:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fd:
-        for block in iter(lambda: fd.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16] == expected
 
 
 # -- executors ------------------------------------------------------------------------------
@@ -841,7 +829,7 @@ class _Run:
         done = []
         for entry in os.listdir(stage):
             m = _CHUNK_RE.match(entry)
-            if m and _chunk_intact(stage / entry, m.group(4)):
+            if m and records.sha256_file(stage / entry)[:16] == m.group(4):
                 done.append((int(m.group(2)), int(m.group(3))))
             elif m:
                 log.warning("%s: chunk file %s is damaged (its content does not match the "

@@ -12,13 +12,13 @@ handed to ASE's writer, so every frame is written exactly as ASE would write it.
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Iterable, Iterator
 from typing import TextIO
 
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
+from ase.io.extxyz import escape  # ASE's own quoting, so keys and values quote alike
 
 # what ASE writes for each numpy dtype kind: (property type, per-value format)
 _COLUMN_FORMATS = {"f": ("R", "%16.8f"), "i": ("I", "%8d"), "U": ("S", "%-2s"),
@@ -27,8 +27,6 @@ _COLUMN_FORMATS = {"f": ("R", "%16.8f"), "i": ("I", "%8d"), "U": ("S", "%-2s"),
 _NOT_EXTRA = frozenset(("symbols", "positions", "numbers", "species", "pos"))
 # info keys ASE writes as a flattened (Fortran order) 3x3 matrix
 _SPECIAL_3_3_KEYS = frozenset(("Lattice", "virial", "stress"))
-# characters that make ASE quote a key or value
-_NEEDS_QUOTES = re.compile("[ \"'{}\\[\\]]")
 
 
 class _Layout:
@@ -81,13 +79,6 @@ def _layout_key(atoms: Atoms) -> tuple | None:
     return tuple(key)
 
 
-def _escape(text: str) -> str:
-    """Quote *text* as ASE's extxyz writer does."""
-    if _NEEDS_QUOTES.search(text):
-        return '"' + text.replace('"', '\\"') + '"'
-    return text
-
-
 _PBC_TEXT = {(a, b, c): '"' + " ".join("T" if x else "F" for x in (a, b, c)) + '"'
              for a in (False, True) for b in (False, True) for c in (False, True)}
 _escaped_keys: dict[str, str] = {}
@@ -105,8 +96,8 @@ def _value_text(key: str, value) -> str | None:
     if kind is bool or kind is np.bool_:
         return "T" if value else "F"
     if kind is str:
-        return _escape(value)
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        return escape(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):  # bools returned above
         return f"{value}"
     if kind is np.ndarray:
         dtype = value.dtype
@@ -137,7 +128,7 @@ def _info_text(info: dict, pbc: np.ndarray) -> str:
         if escaped is None:
             if len(_escaped_keys) > 4096:
                 _escaped_keys.clear()
-            escaped = _escaped_keys[key] = _escape(key)
+            escaped = _escaped_keys[key] = escape(key)
         parts.append(f"{escaped}={text}")
     parts.append("pbc=" + _PBC_TEXT[tuple(pbc.tolist())])
     return " ".join(parts)
