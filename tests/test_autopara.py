@@ -12,8 +12,8 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
 from helpers import rattled_cu
 from wflp import AutoparaInfo, ConfigSet, OutputSpec, operation
-from wflp.autopara import worker_pool
 from wflp.errors import NotPicklableError, OperationError, ParameterError
+from wflp.exec.local import worker_pool
 from wflp.ops import calculate, map, select_by_bool, select_by_index
 
 TWO = AutoparaInfo(num_python_subprocesses=2)
@@ -131,7 +131,9 @@ def _die_on_third(at, index):
 def test_worker_killed_gives_clear_error_and_pool_recovers(tmp_path):
     info = AutoparaInfo(num_python_subprocesses=2, num_inputs_per_python_subprocess=1)
     op = operation("dies")(_die_on_third)
-    with pytest.raises(OperationError, match="worker process died"):
+    # the message names the chunk the dead worker was running, not the oldest pending one
+    with pytest.raises(OperationError, match=r"worker process \d+ died while running the "
+                       r"chunk starting at item 3 \(killed by SIGKILL"):
         op(rattled_cu(8), OutputSpec(tmp_path / "o.xyz"), autopara_info=info)
     assert not (tmp_path / "o.xyz").exists()
     # the pool is replaced and later operations work

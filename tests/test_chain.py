@@ -123,7 +123,7 @@ def test_changed_params_refused_then_overwritten(chain_dir):
     result = run_chain(chain_dir / "chain.toml", overwrite=True)
     assert [s.reused for s in result.steps] == [True, False]  # step 1 still matches
     assert len(ase.io.read(selected, ":")) == 1
-    assert read_record(record_path(selected))["parameters"]["indices"] == [1]
+    assert read_record(record_path(selected)).parameters["indices"] == [1]
 
 
 def test_changed_first_step_recomputes_the_rest_with_overwrite(chain_dir):
@@ -259,8 +259,8 @@ seed = 12
     plan = load_chain(chain_dir / "seeded.toml")
     assert [s.seed for s in plan.steps] == [11, 12] and plan.nproc == 2
     run_chain(chain_dir / "seeded.toml")
-    assert read_record(record_path(chain_dir / "a.xyz"))["parameters"]["seed"] == 11
-    assert read_record(record_path(chain_dir / "b.xyz"))["parameters"]["seed"] == 12
+    assert read_record(record_path(chain_dir / "a.xyz")).parameters["seed"] == 11
+    assert read_record(record_path(chain_dir / "b.xyz")).parameters["seed"] == 12
     # same seed, same result, whatever the process count
     single = {"chain": {"inputs": "configs.xyz", "seed": 11},
               "step": [{"kind": "generator", "name": "chain_test_rattle", "output": "c.xyz"}]}

@@ -198,7 +198,7 @@ def _varied_frames():
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 def test_frame_refs_read_back_the_same_frames(tmp_path, newline):
-    from wflp.configset import FrameRef, read_frame_refs
+    from wflp.io.extxyz import FrameRef, read_frame_refs
 
     path = tmp_path / "in.xyz"
     ase.io.write(path, _varied_frames())
@@ -216,7 +216,7 @@ def test_frame_refs_read_back_the_same_frames(tmp_path, newline):
 
 
 def test_frame_refs_notice_a_file_changed_after_the_scan(tmp_path):
-    from wflp.configset import read_frame_refs
+    from wflp.io.extxyz import read_frame_refs
 
     path = tmp_path / "in.xyz"
     ase.io.write(path, rattled_cu(3))

@@ -1,4 +1,4 @@
-"""wflp.extxyz writes exactly the bytes ASE's extxyz writer writes, only faster."""
+"""wflp.io.extxyz writes exactly the bytes ASE's extxyz writer writes, only faster."""
 from __future__ import annotations
 
 import io
@@ -10,8 +10,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms, FixBondLength
 from ase.io.extxyz import write_extxyz
-from wflp import extxyz
-from wflp.extxyz import frame_texts, write_frames
+from wflp.io import extxyz
+from wflp.io.extxyz import frame_texts, write_frames
 
 SPECIAL_FLOATS = [0.0, -0.0, 1.0, -2.5, 1e-300, 1e300, 1e16, 1e-5, 0.1 + 0.2, np.pi,
                   float("inf"), float("-inf"), float("nan"), 123456789.0]

@@ -23,8 +23,8 @@ import wflp.plugins as plugins
 from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
 from wflp import AutoparaInfo, CalculatorSpec, OutputSpec, SelectorSpec, hookimpl
-from wflp.autopara import PoolExecutor, SerialExecutor
 from wflp.errors import PluginError, UnknownNameError, WflpError
+from wflp.exec.local import PoolExecutor, SerialExecutor
 from wflp.ops import calculate
 from wflp.plugins import WflpPluginManager, manager
 
@@ -99,13 +99,13 @@ def test_kinds_singular_or_plural_and_names_normalized():
 
 
 def test_the_engine_finds_executors_through_the_registry(wflp_plugin_manager):
-    from wflp import autopara
+    from wflp.exec import get_executor
 
-    assert isinstance(autopara.get_executor(AutoparaInfo().resolved()), SerialExecutor)
+    assert isinstance(get_executor(AutoparaInfo().resolved()), SerialExecutor)
     info = AutoparaInfo(num_python_subprocesses=2).resolved()
-    assert isinstance(autopara.get_executor(info), PoolExecutor)
+    assert isinstance(get_executor(info), PoolExecutor)
     with pytest.raises(UnknownNameError, match="available executors: pool, serial"):
-        autopara.get_executor(AutoparaInfo(executor="slurm").resolved())
+        get_executor(AutoparaInfo(executor="slurm").resolved())
 
 
 # -- failures are isolated ------------------------------------------------------------------
@@ -354,13 +354,14 @@ def test_a_plugin_implementing_every_hook(wflp_plugin_manager, register_wflp_plu
 
     # wflp_executors: the engine runs the operation through the plugin's executor
     module.CHUNKS_RUN.clear()
-    res = calculate([at.copy() for at in cu_configs], OutputSpec(), calculator=("emt", [], {}),
+    res = calculate([at.copy() for at in cu_configs], OutputSpec(),
+                    calculator=("fix_lj", [], {}),
                     autopara_info=AutoparaInfo(executor="fix_counting",
                                                num_inputs_per_python_subprocess=3))
     assert module.CHUNKS_RUN == [3, 3, 2]
     serial = calculate([at.copy() for at in cu_configs], OutputSpec(),
-                       calculator=("emt", [], {}))
-    assert [a.info["emt_energy"] for a in res] == [a.info["emt_energy"] for a in serial]
+                       calculator=("fix_lj", [], {}))
+    assert [a.info["fix_lj_energy"] for a in res] == [a.info["fix_lj_energy"] for a in serial]
     with pytest.raises(PluginError, match="plugin 'all-kinds'.*no map_chunks"):
         plugins.get_executor("fix_not_an_executor")
 

@@ -36,15 +36,26 @@ def test_record_describes_the_computation(tmp_path):
     calculate(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / "out.xyz"),
               calculator=EMT(), prefix="E_")
     rec = json.loads(record_path(tmp_path / "out.xyz").read_text())
-    assert rec["operation"] == "calculate" and rec["operation_version"] == "1"
-    assert rec["provider"]["distribution"] == "wflp"
-    assert rec["parameters"]["calculator"]["calculator"] == "ase.calculators.emt.EMT"
+    assert rec["kind"] == "operation"
+    assert rec["name"] == "calculate" and rec["version"] == "2"
+    assert rec["providers"]["operation"]["distribution"] == "wflp"
+    assert rec["providers"]["calculator"]["distribution"] == "ase"
+    assert rec["providers"]["executor"] == {"name": "serial", "distribution": "wflp",
+                                            "version": rec["run"]["wflp_version"]}
+    calc = rec["parameters"]["calculator"]
+    assert calc["calculator"] == "ase.calculators.emt.EMT"
+    assert calc["distribution"] == "ase" and calc["version"]
     assert rec["parameters"]["prefix"] == "E_"
-    assert rec["outputs"][0]["configs"] == 3 and len(rec["outputs"][0]["sha256"]) == 64
+    assert rec["outputs"] == [{"file": "out.xyz", "configs": 3,
+                               "sha256": rec["outputs"][0]["sha256"]}]
+    assert len(rec["outputs"][0]["sha256"]) == 64
+    assert rec["layout"] == {"outputs": ["out.xyz"], "split": "one file"}
+    assert rec["output"] == {"format": "extxyz", "write_kwargs": {}}
     assert rec["inputs"]["files"] == [str(tmp_path / "in.xyz")]
-    for key in ("started", "finished", "host", "wflp_version", "inputs_sha256",
-                "parameters_sha256"):
-        assert rec[key]
+    assert rec["engine"] == {"block": 64}  # EMT is reset every 64 configurations
+    for key in ("started", "finished", "host", "wflp_version"):
+        assert rec["run"][key]
+    assert rec["inputs"]["sha256"] and rec["parameters_sha256"]
 
 
 def test_matching_rerun_reuses_without_computing(tmp_path, counted):
@@ -79,7 +90,7 @@ def test_changed_input_file_content_is_detected(tmp_path, counted):
     ase.io.write(tmp_path / "in.xyz", rattled_cu(2))
     scaled(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / "o.xyz"), 1.1)
     ase.io.write(tmp_path / "in.xyz", rattled_cu(2, seed=5))
-    with pytest.raises(RecordMismatchError, match="inputs_sha256"):
+    with pytest.raises(RecordMismatchError, match=r"inputs\.sha256"):
         scaled(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / "o.xyz"), 1.1)
 
 
@@ -88,7 +99,7 @@ def test_changed_in_memory_inputs_are_detected(tmp_path, counted):
     ats = rattled_cu(2)
     scaled(ats, OutputSpec(tmp_path / "o.xyz"), 1.1)
     ats[1].info["tag"] = 1
-    with pytest.raises(RecordMismatchError, match="inputs_sha256"):
+    with pytest.raises(RecordMismatchError, match=r"inputs\.sha256"):
         scaled(ats, OutputSpec(tmp_path / "o.xyz"), 1.1)
 
 
@@ -112,7 +123,7 @@ def test_operation_version_change_is_detected(tmp_path):
         return at
 
     v1(rattled_cu(1), OutputSpec(tmp_path / "o.xyz"))
-    with pytest.raises(RecordMismatchError, match="operation_version: 1 -> 2"):
+    with pytest.raises(RecordMismatchError, match="version: 1 -> 2"):
         v2(rattled_cu(1), OutputSpec(tmp_path / "o.xyz"))
 
 

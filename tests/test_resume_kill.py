@@ -44,7 +44,7 @@ SCRIPT = textwrap.dedent("""
                                           num_inputs_per_python_subprocess=CHUNK))
 """).replace("CHUNK", str(CHUNK))
 
-CHUNK_RE = re.compile(r"^c-\d{6}-(\d{12})-(\d{12})-[0-9a-f]{16}\.xyz$")
+CHUNK_RE = re.compile(r"^c-[0-9a-f]{8}-\d{6}-(\d{12})-(\d{12})-[0-9a-f]{16}\.xyz$")
 
 
 def _run(script, workdir, nproc, kill_after=None):

@@ -1,19 +1,46 @@
-"""wflp: parallel, restartable, provenance-exact atomistic workflows on ASE."""
+"""wflp: parallel, restartable, provenance-exact atomistic workflows on ASE.
+
+The public names below are imported on first use, so that ``import wflp`` (and
+``wflp list-plugins``) does not pay for numpy and ASE.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
-
-from .autopara import AutoparaInfo, Operation, operation, shutdown_pool
-from .configset import ConfigSet, OutputSpec
-from .errors import WflpError
-from .plugins.hookspecs import hookimpl
-from .plugins.types import CalculatorSpec, ExecutorSpec, FitterSpec, GeneratorSpec, SelectorSpec
+from typing import Any
 
 __version__ = "0.1.0"
 
 logging.getLogger("wflp").addHandler(logging.NullHandler())
 
-__all__ = ["AutoparaInfo", "CalculatorSpec", "ConfigSet", "ExecutorSpec", "FitterSpec",
-           "GeneratorSpec", "Operation", "OutputSpec", "SelectorSpec", "WflpError", "hookimpl",
-           "operation", "shutdown_pool", "__version__"]
+_LAZY = {
+    "AutoparaInfo": "wflp.engine.info",
+    "Operation": "wflp.engine.operation",
+    "operation": "wflp.engine.operation",
+    "ConfigSet": "wflp.configset",
+    "OutputSpec": "wflp.configset",
+    "WflpError": "wflp.errors",
+    "hookimpl": "wflp.plugins.hookspecs",
+    "CalculatorSpec": "wflp.plugins.types",
+    "ExecutorSpec": "wflp.plugins.types",
+    "FitterSpec": "wflp.plugins.types",
+    "GeneratorSpec": "wflp.plugins.types",
+    "SelectorSpec": "wflp.plugins.types",
+    "shutdown_pool": "wflp.exec.local",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wflp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -233,6 +233,11 @@ def plan_step(kind: str, name: str, params: Mapping[str, Any] | None, output: os
         seed = default_seed
     if not wants_rng:
         seed = None
+    try:  # every value checked now, before any step of a chain runs
+        operation.validate((), kwargs, seed)
+    except WflpError as err:
+        source = "" if plural == "calculators" else f": {param_source}"
+        raise _prefixed(err, f"{where}{source}") from None
     from .configset import OutputSpec
 
     try:
@@ -249,66 +254,46 @@ def _check_seed(seed: Any, where: str) -> None:
 
 def _plan_calculator(spec, factory_kwargs: dict, prefix, properties, where: str,
                      param_source: str):
+    from .calculators import check_call
     from .ops import calculate
 
     factory = spec.load()
+    for key in _CALCULATOR_ONLY:
+        if key in factory_kwargs:
+            raise ParameterError(
+                f"{where}: {key!r} in {param_source} is not a calculator parameter but an "
+                f"option of calculate: put {key} = ... beside params in a chain file, or use "
+                f"--{key} with wflp run")
     target = spec.factory if isinstance(spec.factory, str) else getattr(
         factory, "__qualname__", repr(factory))
-    _check_call(factory, factory_kwargs, where, f"the calculator factory ({target})",
-                param_source, hint_keys=_CALCULATOR_ONLY)
-    if prefix is not None and not isinstance(prefix, str):
-        raise ParameterError(f"{where}: prefix must be a string, got {prefix!r}")
-    if properties is not None:
-        if isinstance(properties, str):
-            properties = [p.strip() for p in properties.split(",") if p.strip()]
-        if not isinstance(properties, (list, tuple)) or not properties or not all(
-                isinstance(p, str) for p in properties):
-            raise ParameterError(
-                f"{where}: properties must be a non-empty list of names, e.g. "
-                f"[\"energy\", \"forces\"], got {properties!r}")
-        properties = list(properties)
+    check_call(factory, (), factory_kwargs, where, f"the calculator factory ({target})",
+               source=param_source)
+    if isinstance(properties, str):
+        properties = [p.strip() for p in properties.split(",") if p.strip()]
     kwargs: dict[str, Any] = {"calculator": (spec.name, [], factory_kwargs)}
     if prefix is not None:
         kwargs["prefix"] = prefix
     if properties is not None:
-        kwargs["properties"] = properties
-    try:
-        calculate.bind_parameters((), kwargs)
-    except WflpError as err:
-        raise _prefixed(err, where) from None
+        kwargs["properties"] = list(properties) if isinstance(properties, (list, tuple)) \
+            else properties
     return calculate, kwargs
 
 
 def _plan_operation(spec, params: dict, where: str, param_source: str):
-    from .autopara import Operation
+    from .engine import Operation
 
     op = spec.load()
     if not isinstance(op, Operation):
         raise PluginError(
             f"{where}: {spec.kind[:-1]} {spec.name!r} is not a wflp operation (got "
             f"{type(op).__name__}); its plugin must register a @wflp.operation")
-    allowed = [p for p in list(op._signature.parameters)[1:] if p not in ("rng", "index")]
+    allowed = op.parameter_names
     open_ended = _has_var_keyword(op._signature)
     for key in params:
         if key in ("rng", "index") or (key not in allowed and not open_ended):
             raise ParameterError(
                 f"{where}: unknown parameter {key!r} in {param_source}; "
                 f"{op.name} takes {_names(allowed)}")
-    try:
-        op.bind_parameters((), params)
-    except WflpError as err:
-        raise _prefixed(err, f"{where}: {param_source}") from None
-    calc = params.get("calculator")
-    calc_name = calc if isinstance(calc, str) else (
-        calc[0] if isinstance(calc, (list, tuple)) and calc and isinstance(calc[0], str)
-        else None)
-    if calc_name is not None:
-        from .plugins import get_spec
-
-        try:
-            get_spec("calculators", calc_name)
-        except WflpError as err:
-            raise _prefixed(err, f"{where}: parameter 'calculator'") from None
     return op, params
 
 
@@ -318,67 +303,6 @@ def _has_var_keyword(sig: inspect.Signature) -> bool:
 
 def _names(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "no parameters"
-
-
-def _check_call(func: Callable, kwargs: dict, where: str, what: str, param_source: str,
-                hint_keys: Sequence[str] = ()) -> None:
-    """Raise ParameterError naming the key if func(**kwargs) cannot bind."""
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):
-        return  # no signature to check against (builtin); the call itself will tell
-    explicit = [n for n, p in sig.parameters.items()
-                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    open_ended = _has_var_keyword(sig)
-    if open_ended:
-        ase_names = _ase_parameter_names(func)
-        if ase_names is not None:
-            explicit, open_ended = sorted(set(explicit) | ase_names), False
-    for key in kwargs:
-        if key in hint_keys and key not in explicit:
-            raise ParameterError(
-                f"{where}: {key!r} in {param_source} is not a calculator parameter but an "
-                f"option of calculate: put {key} = ... beside params in a chain file, or use "
-                f"--{key} with wflp run")
-        if key not in explicit and not open_ended:
-            raise ParameterError(
-                f"{where}: unknown parameter {key!r} in {param_source}; {what} takes "
-                f"{_names(explicit)}")
-    try:
-        sig.bind_partial(**kwargs)
-    except TypeError as err:
-        raise ParameterError(f"{where}: {param_source}: {what}: {err}") from None
-
-
-def _ase_parameter_names(func: Any) -> set[str] | None:
-    """The keyword arguments a plain in-process ASE calculator class accepts, or None.
-
-    Such classes take ``**kwargs`` and keep their parameters in
-    ``default_parameters`` (EMT, LennardJones, Morse ...). Calculators that write
-    input files for external codes accept more than that and are not checked.
-    """
-    if not inspect.isclass(func):
-        return None
-    try:
-        from ase.calculators.calculator import Calculator, FileIOCalculator
-    except ImportError:  # pragma: no cover
-        return None
-    if not issubclass(func, Calculator) or issubclass(func, FileIOCalculator):
-        return None
-    names = set(getattr(func, "default_parameters", {}) or {})
-    for cls in func.__mro__:
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            continue
-        try:
-            params = inspect.signature(init).parameters.values()
-        except (TypeError, ValueError):
-            return None
-        names.update(p.name for p in params if p.name != "self" and p.kind in (
-            p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        if cls is Calculator:
-            break
-    return names
 
 
 def _prefixed(err: WflpError, where: str) -> WflpError:
@@ -543,8 +467,8 @@ def _input_paths(inputs: Any, base: Path, where: str) -> list[Path]:
 def run_plan(plan: ChainPlan, overwrite: bool = False, autopara_info: Any = None,
              on_step: Callable[[StepResult], None] | None = None) -> ChainResult:
     """Run an already validated chain (see load_chain); returns what each step did."""
-    from .autopara import AutoparaInfo
     from .configset import ConfigSet, OutputSpec
+    from .engine import AutoparaInfo
 
     if autopara_info is None and plan.nproc is not None:
         autopara_info = AutoparaInfo(num_python_subprocesses=plan.nproc)
@@ -598,11 +522,11 @@ def _configs_written(output: Path) -> int | None:
     from .records import read_record, record_path
 
     try:
-        record = read_record(record_path(output)) or {}
+        record = read_record(record_path(output))
     except WflpError:
         return None
-    outs = record.get("outputs") or []
-    return outs[0].get("configs") if outs else None
+    entry = record.output_entry(output) if record is not None else None
+    return entry.get("configs") if entry else None
 
 
 __all__ = ["ChainPlan", "ChainResult", "StepPlan", "StepResult", "load_chain", "parse_settings",

@@ -219,63 +219,84 @@ def records_group() -> None:
 def records_show(output: str, as_json: bool) -> None:
     """Show what made OUTPUT (a file written by a wflp operation)."""
     from .errors import InputError
-    from .records import RECORD_SUFFIX, read_record, record_path, sha256_file
+    from .records import RECORD_SUFFIX, read_json, read_record, record_path, sha256_file
 
     path = output[: -len(RECORD_SUFFIX)] if output.endswith(RECORD_SUFFIX) else output
     rec_path = record_path(path)
     if not os.path.exists(path) and not rec_path.exists():
         raise InputError(f"output {path!r} does not exist; give the path of a file that a "
                          "wflp operation wrote")
+    if as_json:
+        data = read_json(rec_path)
+        if data is None:
+            raise InputError(f"{path!r} has no wflp record ({rec_path.name} is missing)")
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
     record = read_record(rec_path)
     if record is None:
         raise InputError(f"{path!r} has no wflp record ({rec_path.name} is missing), so what "
                          "made it is unknown; only outputs written by wflp operations have one")
-    if as_json:
-        click.echo(json.dumps(record, indent=2, sort_keys=True))
-        return
     state = "missing"
     if os.path.exists(path):
-        stored = {o.get("file"): o.get("sha256") for o in record.get("outputs", [])}
-        ok = stored.get(os.path.basename(path)) == sha256_file(path)
+        entry = record.output_entry(path)
+        ok = entry is not None and entry.get("sha256") == sha256_file(path)
         state = "matches its record" if ok else "MODIFIED since wflp wrote it"
     click.echo(_format_record(path, record, state))
 
 
-def _format_record(path: str, record: dict, state: str) -> str:
+def _format_record(path: str, record: Any, state: str) -> str:
     def js(value: Any) -> str:
         return json.dumps(value, sort_keys=True)
 
-    provider = record.get("provider") or {}
-    if provider.get("distribution"):
-        prov = f"{provider['distribution']} {provider.get('version') or ''}".strip()
+    def who(provider: Any) -> str:
+        if not isinstance(provider, dict):
+            return "?"
+        if provider.get("distribution"):
+            return f"{provider['distribution']} {provider.get('version') or ''}".strip()
+        return f"module {provider.get('module', '?')} (not installed)"
+
+    code = record.code
+    if code.get("distribution"):
+        origin = f"{code['distribution']} {code.get('version') or ''}".strip()
+        if code.get("editable"):
+            origin += f" (editable, source sha256 {code.get('source_sha256')})"
     else:
-        prov = f"module {provider.get('module', '?')} (no installed distribution"
-        prov += f"; code sha256 {record['code_sha256']})" if record.get("code_sha256") else ")"
-    inputs = record.get("inputs") or {}
+        origin = f"{code.get('callable')} (source sha256 {code.get('source_sha256')})"
+    inputs = record.inputs
     count = inputs.get("count")
+    run = record.run
     lines = [
         f"output:      {path} ({state})",
-        f"operation:   {record.get('operation')} v{record.get('operation_version')} "
-        f"({record.get('function')})",
-        f"provider:    {prov}",
-        f"wflp:        {record.get('wflp_version')}",
-        "parameters:" + ("" if record.get("parameters") else "  (none)"),
+        f"{record.kind + ':':<13}{record.name} v{record.version} ({code.get('callable')})",
+        f"code:        {origin}",
+        "providers:",
     ]
-    for key, value in sorted((record.get("parameters") or {}).items()):
+    for key, provider in sorted(record.providers.items()):
+        name = f" {provider.get('name')}" if isinstance(provider, dict) and \
+            provider.get("name") else ""
+        lines.append(f"  {key}:{name} {who(provider)}")
+    lines.append("parameters:" + ("" if record.parameters else "  (none)"))
+    for key, value in sorted((record.parameters or {}).items()):
         lines.append(f"  {key} = {js(value)}")
     counted = f" ({count} configs)" if count is not None else ""
-    lines.append(f"inputs:      sha256 {record.get('inputs_sha256')}{counted}")
+    lines.append(f"inputs:      sha256 {inputs.get('sha256')}{counted}")
     for f in inputs.get("files") or []:
         lines.append(f"  {f}")
+    lines.append(f"layout:      {record.layout.get('split')}")
     lines.append("outputs:")
-    for o in record.get("outputs") or []:
-        lines.append(f"  {o.get('file')}: {o.get('configs')} configs, sha256 {o.get('sha256')}")
+    for o in record.outputs:
+        lines.append(f"  {_rel(o.get('file'))}: {o.get('configs')} configs, "
+                     f"sha256 {o.get('sha256')}")
+    if record.opaque:
+        lines.append("not described by content:")
+        for note in record.opaque:
+            lines.append(f"  {note.get('where')}: {note.get('type')}, {note.get('how')}")
     lines += [
-        f"format:      {record.get('output_format')}",
-        f"started:     {record.get('started')}",
-        f"finished:    {record.get('finished')}",
-        f"host:        {record.get('host')} (python {record.get('python')}, "
-        f"pid {record.get('pid')})",
+        f"format:      {record.output.get('format')}",
+        f"started:     {run.get('started')}",
+        f"finished:    {run.get('finished')}",
+        f"host:        {run.get('host')} (python {run.get('python')}, pid {run.get('pid')}, "
+        f"wflp {run.get('wflp_version')})",
     ]
     return "\n".join(lines)
 
@@ -358,7 +379,7 @@ def run_command(target: tuple, inputs: tuple, output: Optional[str], settings: t
 
     info = None
     if nproc is not None:
-        from .autopara import AutoparaInfo
+        from .engine import AutoparaInfo
 
         info = AutoparaInfo(num_python_subprocesses=nproc)
     chain = len(target) == 1

@@ -14,15 +14,15 @@ each input file's results to its own output file.
 from __future__ import annotations
 
 import glob as globmod
-import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, Union
+from typing import Any, Union
 
 from ase import Atoms
 
 from .errors import InputError, MalformedFileError, OutputError, ParameterError
+from .io.extxyz import FrameRef, count_extxyz_frames, iter_extxyz, scan_extxyz
 
 PathLike = Union[str, os.PathLike]
 
@@ -45,6 +45,39 @@ def guess_format(path: PathLike, format: str | None = None) -> str:
             f"cannot tell the file format of {str(path)!r} from its name ({err}); "
             "pass format='...' (any ase.io format name)"
         ) from None
+
+
+def output_format(path: PathLike, format: str | None = None) -> str:
+    """The ase.io format to write *path* in; OutputError unless it can hold many
+    configurations and be read back."""
+    if format is None and str(path).endswith(".xyz"):
+        return "extxyz"
+    from ase.io.formats import filetype, ioformats
+
+    name = format
+    if name is None:
+        try:
+            name = filetype(str(path), read=False)
+        except Exception:  # ase raises several types for unknown suffixes
+            name = None
+    spec = ioformats.get(name) if name else None
+    if spec is None:
+        raise OutputError(
+            f"output {str(path)!r}: cannot tell a file format "
+            f"{'named ' + repr(format) if format else 'from its name'}; name it .xyz "
+            "(extended XYZ, which keeps every result), or pass format= with an ase.io "
+            "format that holds many configurations (e.g. 'traj')")
+    if not (spec.can_write and spec.can_read):
+        missing = "write" if not spec.can_write else "read back"
+        raise OutputError(
+            f"output {str(path)!r}: ase.io cannot {missing} the format {name!r}; write to "
+            ".xyz (extended XYZ) instead")
+    if spec.single:
+        raise OutputError(
+            f"output {str(path)!r}: the format {name!r} holds one configuration per file, "
+            "and an operation writes many; write to .xyz (extended XYZ) and convert single "
+            "configurations afterwards if you need them in that format")
+    return name
 
 
 class FileGroup:
@@ -100,167 +133,6 @@ class FileGroup:
                 "right format= / read_kwargs="
             ) from err
 
-
-class FrameRef(NamedTuple):
-    """Frame *frame* of the extxyz file *path*, whose atom-count line is line *line* at
-    byte *offset*: a placeholder that is read where it is used, so that worker
-    processes parse their own frames instead of the parent parsing them all."""
-
-    path: str
-    offset: int
-    frame: int
-    line: int
-
-
-def _split_extxyz(fd: BinaryIO, path: str, frame: int = 0, lineno: int = 1,
-                  offset: int = 0) -> Iterator[tuple[FrameRef, list[bytes]]]:
-    """Split an extxyz byte stream, from its current position, into frames' lines.
-
-    Checks only the framing (atom counts, truncation); a frame's content is
-    checked when :func:`_parse_frame` reads it.
-    """
-    readline = fd.readline
-    while True:
-        header = readline()
-        if not header:
-            return
-        if not header.strip():
-            # trailing blank lines end the file, as in ase
-            if fd.read().strip():
-                raise MalformedFileError(
-                    f"{path}: frame {frame} (line {lineno}): blank line where an atom "
-                    "count was expected; remove the blank line or regenerate the file"
-                )
-            return
-        try:
-            natoms = int(header)
-        except ValueError:
-            raise MalformedFileError(
-                f"{path}: frame {frame} (line {lineno}): expected an atom count, found "
-                f"{header.strip()[:60].decode(errors='replace')!r}; the file is not extended "
-                "XYZ or is corrupt: fix or regenerate it"
-            ) from None
-        if natoms < 0:
-            raise MalformedFileError(
-                f"{path}: frame {frame} (line {lineno}): negative atom count {natoms}"
-            )
-        ref = FrameRef(path, offset, frame, lineno)
-        lines = [header]
-        size = len(header)
-        for _ in range(natoms + 1):
-            line = readline()
-            if not line:
-                raise MalformedFileError(
-                    f"{path}: frame {frame} (line {lineno}): file ends after "
-                    f"{len(lines) - 1} of {natoms + 1} lines of this frame; the file "
-                    "was truncated: regenerate it or delete the incomplete frame"
-                )
-            lines.append(line)
-            size += len(line)
-        # VEC lines (old-style lattice vectors) belong to the frame
-        while True:
-            line = readline()
-            if line.lstrip().startswith(b"VEC"):
-                lines.append(line)
-                size += len(line)
-            else:
-                fd.seek(offset + size)
-                break
-        yield ref, lines
-        offset += size
-        lineno += len(lines)
-        frame += 1
-
-
-def _parse_frame(ref: FrameRef, lines: list[bytes]) -> Atoms:
-    """One frame's lines as Atoms, read by ase; errors name the file, frame and line."""
-    from ase.io.extxyz import read_xyz
-
-    text = b"".join(lines).decode()
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    try:
-        return next(read_xyz(io.StringIO(text), index=0))
-    except Exception as err:
-        where = _locate_bad_line(text.splitlines(), str(err), ref.line)
-        last = ref.line + len(lines) - 1
-        raise MalformedFileError(
-            f"{ref.path}: frame {ref.frame} ({where or f'lines {ref.line}-{last}'}): "
-            f"{type(err).__name__}: {err}; fix or regenerate the file"
-        ) from None
-
-
-def iter_extxyz(path: PathLike) -> Iterator[Atoms]:
-    """Stream frames of an extended-XYZ file, one in memory at a time.
-
-    ase.io.iread first indexes every frame of the file (memory grows with the
-    frame count); this reader hands ase one frame's text at a time instead,
-    and names the file, frame and line of a malformed frame.
-    """
-    path = str(path)
-    with open(path, "rb") as fd:
-        for ref, lines in _split_extxyz(fd, path):
-            yield _parse_frame(ref, lines)
-
-
-def scan_extxyz(path: PathLike) -> Iterator[FrameRef]:
-    """A :class:`FrameRef` for each frame of an extxyz file, without parsing any."""
-    path = str(path)
-    with open(path, "rb") as fd:
-        for ref, _lines in _split_extxyz(fd, path):
-            yield ref
-
-
-def read_frame_refs(items: list) -> list:
-    """*items* with each :class:`FrameRef` replaced by the frame it names.
-
-    Consecutive frames of one file are read in one pass from the first one's offset.
-    """
-    out: list = []
-    i = 0
-    while i < len(items):
-        ref = items[i]
-        if not isinstance(ref, FrameRef):
-            out.append(ref)
-            i += 1
-            continue
-        j = i + 1
-        while j < len(items) and isinstance(items[j], FrameRef) and items[j].path == ref.path \
-                and items[j].frame == items[j - 1].frame + 1:
-            j += 1
-        with open(ref.path, "rb") as fd:
-            fd.seek(ref.offset)
-            frames = _split_extxyz(fd, ref.path, ref.frame, ref.line, ref.offset)
-            for want in items[i:j]:
-                # the framing was checked when the refs were made: a surprise now means
-                # the file changed since
-                try:
-                    got, lines = next(frames, (None, None))
-                except MalformedFileError:
-                    got = None
-                if got != want:
-                    raise MalformedFileError(
-                        f"{ref.path}: frame {want.frame} is no longer where it was (line "
-                        f"{want.line}); the file changed while it was being read: rerun "
-                        "once it is complete"
-                    )
-                out.append(_parse_frame(got, lines))
-        i = j
-    return out
-
-
-def _locate_bad_line(lines: list[str], message: str, first_line: int) -> str | None:
-    """The line of a frame holding the token an ase parse error complains about."""
-    import re
-
-    match = re.search(r"'([^']+)'", message)
-    if not match:
-        return None
-    token = match.group(1)
-    for offset, line in enumerate(lines[2:], start=2):
-        if token in line.split():
-            return f"line {first_line + offset}"
-    return None
 
 
 def missing_file_message(path: PathLike) -> str:
@@ -434,17 +306,6 @@ def _walk(node, loc, lazy_frames: bool = False):
         yield loc, node
 
 
-def count_extxyz_frames(fd) -> int:
-    """Count the frames of an (ext)xyz file object by its atom-count lines."""
-    n = 0
-    while True:
-        header = fd.readline()
-        if not header.strip():
-            return n
-        for _ in range(int(header) + 1):
-            fd.readline()
-        n += 1
-
 
 def _memory_nodes(node) -> list:
     """Everything in the tree that is not a file group."""
@@ -496,11 +357,17 @@ class OutputSpec:
     Files are written under a temporary name and renamed only when complete,
     with a record sidecar ``<file>.record.json`` describing what made them.
     overwrite=True replaces an output whose record differs from this run.
+    if_locked: what a run does when another run is writing the same output:
+    "wait" (the default, logging who holds it) or "fail" at once.
+
+    The format (from the name, or format=) must be one ase.io can both write and
+    read back, holding many configurations per file; anything else is refused
+    here, before any work is done.
     """
 
     def __init__(self, files: PathLike | Sequence[PathLike] | None = None,
                  format: str | None = None, write_kwargs: dict | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, if_locked: str = "wait"):
         if files is None:
             self.files: list[Path] = []
         elif _is_pathlike(files):
@@ -513,12 +380,16 @@ class OutputSpec:
             )
         if len(set(map(os.path.abspath, self.files))) != len(self.files):
             raise ParameterError(f"OutputSpec lists the same file twice: {self.files}")
-        if files is not None:
-            self.format = format or guess_format(self.files[0])
-        else:
-            self.format = None
+        self.format = output_format(self.files[0], format) if files is not None else None
+        if write_kwargs is not None and not isinstance(write_kwargs, dict):
+            raise ParameterError(f"OutputSpec write_kwargs must be a dict of ase.io.write "
+                                 f"options, got {write_kwargs!r}")
         self.write_kwargs = dict(write_kwargs or {})
         self.overwrite = bool(overwrite)
+        if if_locked not in ("wait", "fail"):
+            raise ParameterError(f"OutputSpec if_locked must be 'wait' or 'fail', got "
+                                 f"{if_locked!r}")
+        self.if_locked = if_locked
 
     @property
     def is_in_memory(self) -> bool:

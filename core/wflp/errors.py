@@ -31,6 +31,10 @@ class RecordMismatchError(WflpError):
         self.differences = differences or {}
 
 
+class RecordError(RecordMismatchError):
+    """A record file exists but is unreadable or is not a wflp record."""
+
+
 class NotPicklableError(WflpError):
     """A function or argument must travel to worker processes but cannot be pickled."""
 
@@ -41,6 +45,10 @@ class ParameterError(WflpError, ValueError):
 
 class OperationError(WflpError):
     """An item failed inside an operation and the operation was asked to raise."""
+
+
+class ItemTimeoutError(OperationError):
+    """An item ran longer than AutoparaInfo.item_time_limit; it counts as a failed item."""
 
 
 class PluginError(WflpError):

@@ -584,7 +584,7 @@ from __future__ import annotations
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
-from wflp.autopara import run_chunk
+from wflp.engine import run_chunk
 
 
 class ProcessExecutor:

@@ -14,7 +14,7 @@ from wflp import (
     hookimpl,
     operation,
 )
-from wflp.autopara import run_chunk
+from wflp.engine import run_chunk
 
 CHUNKS_RUN: list = []  # sizes of the chunks the executor ran, in order
 

@@ -8,38 +8,71 @@ from typing import Any, Optional
 import numpy as np
 from ase import Atoms
 
-from ..autopara import operation
-from ..calculators import calculator_prefix, construct_calculator
+from ..calculators import (
+    calculate_properties,
+    calculator_prefix,
+    check_properties,
+    construct_calculator,
+    reset_interval,
+)
+from ..engine import item_time_limit, operation
+from ..errors import ParameterError
 
 log = logging.getLogger("wflp")
 
 DEFAULT_PROPERTIES = ("energy", "free_energy", "forces", "stress")
 
 
-@operation("calculate", version="1", per="chunk")
+def _check(params: dict, seed: Optional[int]) -> None:
+    check_properties(params["properties"], params["calculator"], "calculate")
+    prefix = params["prefix"]
+    if prefix is not None and not isinstance(prefix, str):
+        raise ParameterError(f"calculate: prefix must be a string, got {prefix!r}")
+    if not isinstance(params["raise_errors"], bool):
+        raise ParameterError(f"calculate: raise_errors must be True or False, got "
+                             f"{params['raise_errors']!r}")
+
+
+def _block(params: dict) -> int:
+    return reset_interval(params["calculator"])
+
+
+@operation("calculate", version="2", per="chunk", check=_check, block=_block)
 def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
-              prefix: Optional[str] = None, raise_errors: bool = False) -> list:
+              prefix: Optional[str] = None, raise_errors: bool = False,
+              index: Optional[list] = None) -> list:
     """Evaluate each configuration with an ASE calculator; results go to info/arrays.
 
     calculator: an ASE calculator, or (constructor, args, kwargs) for one that
     cannot be pickled (built once per worker process); the constructor may be the
     name of a registered calculator (e.g. "xtb").
     properties: which to store (default: energy, free_energy, forces, stress,
-    whichever the calculator implements; stress only for periodic cells).
-    prefix: key prefix (default: calculator class name + "_").
+    whichever the calculator implements; stress only for periodic cells). All of
+    them come from one calculation per configuration.
+    prefix: key prefix (default: the registered name, or the class name, + "_").
     raise_errors: stop on the first failure instead of marking the configuration
     with <prefix>calc_failed=True and <prefix>calc_error.
+
+    The calculator is reset as often as it declares (see
+    wflp.calculators.reset_interval), so that results never depend on which
+    configurations a process evaluated before.
     """
     calc = construct_calculator(calculator)
     prefix = calculator_prefix(calculator, calc) if prefix is None else prefix
     implemented = set(getattr(calc, "implemented_properties", DEFAULT_PROPERTIES))
     wanted = list(properties) if properties is not None else [
         p for p in DEFAULT_PROPERTIES if p in implemented]
+    every = reset_interval(calculator)
+    indices = index if index is not None else range(len(configs))
+    reset = getattr(calc, "reset", None)
     out = []
-    for atoms in configs:
+    for pos, (atoms, i) in enumerate(zip(configs, indices)):
         if not isinstance(atoms, Atoms):
             raise TypeError(f"calculate takes Atoms, got {type(atoms).__name__}")
-        _evaluate(atoms, calc, wanted, prefix, raise_errors)
+        if every and (pos == 0 or i % every == 0) and callable(reset):
+            reset()
+        with item_time_limit(i):
+            _evaluate(atoms, calc, wanted, prefix, raise_errors)
         out.append(atoms)
     return out
 
@@ -47,27 +80,24 @@ def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
 def _evaluate(atoms: Atoms, calc, wanted: list, prefix: str, raise_errors: bool) -> None:
     periodic = bool(np.all(atoms.pbc))
     names = [p for p in wanted if p != "stress" or periodic]
-    # forget the previous configuration: results must not depend on what this calculator
-    # (reused across items and runs in a process) evaluated before, or serial and parallel
-    # runs would differ (EMT's neighbour list, for one, keeps state)
-    if hasattr(calc, "reset"):
-        calc.reset()
     atoms.calc = calc
     try:
-        values = {}
-        for name in names:
-            values[name] = calc.get_property(name, atoms)
+        values = calculate_properties(calc, atoms, names)
     except Exception as err:
         if raise_errors:
             raise
         log.warning("calculate: %s failed on a configuration: %s: %s",
                     type(calc).__name__, type(err).__name__, err)
         atoms.info[f"{prefix}calc_failed"] = True
-        atoms.info[f"{prefix}calc_error"] = f"{type(err).__name__}: {err}"
+        atoms.info[f"{prefix}calc_error"] = _one_line(f"{type(err).__name__}: {err}")
         return
     finally:
         atoms.calc = None
     store_results(atoms, values, prefix)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())  # extended XYZ cannot hold line breaks
 
 
 def store_results(atoms: Atoms, values: dict, prefix: str) -> None:

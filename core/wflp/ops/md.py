@@ -19,8 +19,12 @@ from typing import Any, Optional, Union
 import numpy as np
 from ase import Atoms, units
 
-from ..autopara import operation
-from ..calculators import calculator_prefix, construct_calculator
+from ..calculators import (
+    calculate_properties,
+    calculator_prefix,
+    construct_calculator,
+)
+from ..engine import operation
 from ..errors import ParameterError
 from .calculate import store_results
 
@@ -66,8 +70,8 @@ def store_calculated(frame: Atoms, calc: Any, wanted: Sequence[str], prefix: str
     configuration), which would recompute every stored frame.
     """
     periodic = bool(np.all(frame.pbc))
-    values = {name: calc.get_property(name, frame) for name in wanted
-              if name != "stress" or periodic}
+    values = calculate_properties(calc, frame, [name for name in wanted
+                                                if name != "stress" or periodic])
     store_results(frame, values, prefix)
 
 

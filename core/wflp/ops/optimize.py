@@ -15,7 +15,7 @@ from typing import Any, Optional, Union
 import numpy as np
 from ase import Atoms, units
 
-from ..autopara import operation
+from ..engine import operation
 from ..errors import ParameterError
 from .md import (
     check_count,

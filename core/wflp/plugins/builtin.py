@@ -15,11 +15,13 @@ def wflp_calculators() -> list[CalculatorSpec]:
         CalculatorSpec(
             name="emt", summary="Effective medium theory (ASE), for Al Cu Ag Au Ni Pd Pt, H C N O",
             factory="ase.calculators.emt:EMT",
-            properties=("energy", "free_energy", "forces", "stress"), picklable=True),
+            properties=("energy", "free_energy", "forces", "stress"), picklable=True,
+            reset_interval=64),
         CalculatorSpec(
             name="lj", summary="Lennard-Jones pair potential (ASE)",
             factory="ase.calculators.lj:LennardJones",
-            properties=("energy", "free_energy", "forces", "stress"), picklable=True),
+            properties=("energy", "free_energy", "forces", "stress"), picklable=True,
+            reset_interval=64),
     ]
 
 
@@ -47,7 +49,7 @@ def wflp_selectors() -> list[SelectorSpec]:
 def wflp_executors() -> list[ExecutorSpec]:
     return [
         ExecutorSpec(name="serial", summary="chunks one after another in this process",
-                     factory="wflp.autopara:SerialExecutor"),
+                     factory="wflp.exec.local:SerialExecutor"),
         ExecutorSpec(name="pool", summary="chunks in a reusable pool of worker processes",
-                     factory="wflp.autopara:PoolExecutor"),
+                     factory="wflp.exec.local:PoolExecutor"),
     ]

@@ -147,15 +147,19 @@ def wflp_fitters() -> Iterable[FitterSpec]:
 def wflp_executors() -> Iterable[ExecutorSpec]:
     """Register executors, which run chunks of work: ``factory(**options)`` returns an
     object with ``map_chunks(tasks, autopara_info)`` yielding one ``ChunkResult`` per
-    ``ChunkTask``, in task order. Select one with ``AutoparaInfo(executor=name)``.
+    ``ChunkTask``, in any order. It declares what it is (``in_process``,
+    ``shares_files``, ``submits_batches``; see wflp.exec.base). Select one with
+    ``AutoparaInfo(executor=name)``.
 
     Example: an executor that runs chunks in this process and counts them::
 
         >>> from wflp import hookimpl
-        >>> from wflp.autopara import run_chunk
+        >>> from wflp.engine import run_chunk
+        >>> from wflp.exec import Executor
         >>> from wflp.plugins import ExecutorSpec, WflpPluginManager
-        >>> class CountingExecutor:
+        >>> class CountingExecutor(Executor):
         ...     name = "counting"
+        ...     in_process = True
         ...     def __init__(self, log=None):
         ...         self.log = log if log is not None else []
         ...     def map_chunks(self, tasks, autopara_info):

@@ -107,16 +107,26 @@ class CalculatorSpec(_Spec):
     properties: what the calculator can compute (energy, forces, stress ...).
     picklable: whether an instance may be sent to worker processes; when False
     wflp builds it in each worker from the factory.
+    reset_interval: how often calculate resets it between configurations: 1 (the
+    default) before each one; N before every Nth (its results then depend on the
+    previous configurations of the same block of N only in the last bits, the same
+    in every run); 0 never (its results do not depend on what it computed before).
+    See wflp.calculators.reset_interval.
     """
 
     factory: Target = None  # type: ignore[assignment]
     properties: tuple = ("energy", "forces")
     picklable: bool = False
+    reset_interval: int = 1
     kind = "calculators"
     target_field = "factory"
 
     def __post_init__(self):
         super().__post_init__()
+        if isinstance(self.reset_interval, bool) or not isinstance(self.reset_interval, int) \
+                or self.reset_interval < 0:
+            raise PluginError(f"calculator {self.name!r}: reset_interval must be a whole "
+                              f"number >= 0, got {self.reset_interval!r}")
         if isinstance(self.properties, str) or not all(
                 isinstance(p, str) for p in self.properties):
             raise PluginError(f"calculator {self.name!r}: properties must be a sequence of "

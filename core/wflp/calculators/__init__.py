@@ -1,0 +1,377 @@
+"""Calculators given as objects, constructor tuples, or registered names.
+
+One place decides, for every operation that takes a calculator (calculate, md,
+optimize, plugins):
+
+- how it is built: a (constructor, args, kwargs) tuple or a registered name is
+  built once per process (:func:`construct_calculator`);
+- how often it is reset (:func:`reset_interval`), so that results never depend on
+  which configurations a process evaluated before;
+- how records describe it (:func:`describe_calculator`): class or registered
+  name, the plugin distribution and version that provides it, parameters, and
+  its configuring attributes;
+- which parameters and properties are valid, checked before anything runs
+  (:func:`check_calculator`, :func:`check_properties`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from ..errors import ParameterError, WflpError
+
+_built: dict[str, Any] = {}
+
+# The attribute (on a calculator class or instance) that declares how often it must
+# be reset; see reset_interval().
+RESET_ATTRIBUTE = "wflp_reset_interval"
+# ASE's in-process calculators whose only state between calls is a neighbour list:
+# reused within a block of configurations it changes the last bits of the results,
+# not more, and rebuilding it is most of their cost for small cells.
+KNOWN_RESET_INTERVALS = {
+    "ase.calculators.emt.EMT": 64,
+    "ase.calculators.lj.LennardJones": 64,
+    "ase.calculators.morse.MorsePotential": 64,
+}
+
+
+def _is_spec(calculator: Any) -> bool:
+    return isinstance(calculator, (tuple, list, str))
+
+
+def split_spec(spec: Any) -> tuple[Any, tuple, dict]:
+    """(constructor, args, kwargs) of a calculator given as a name or a tuple."""
+    if isinstance(spec, str):
+        return spec, (), {}
+    if not 1 <= len(spec) <= 3:
+        raise ParameterError(
+            f"a calculator tuple is (constructor, args, kwargs); got {len(spec)} elements")
+    ctor = spec[0]
+    args = tuple(spec[1]) if len(spec) > 1 and spec[1] is not None else ()
+    kwargs = dict(spec[2]) if len(spec) > 2 and spec[2] is not None else {}
+    if len(spec) == 2 and isinstance(spec[1], dict):
+        args, kwargs = (), dict(spec[1])
+    return ctor, args, kwargs
+
+
+def _registered(name: str) -> Any:
+    from ..plugins import get_calculator
+
+    return get_calculator(name)
+
+
+def construct_calculator(calculator: Any) -> Any:
+    """The calculator object for *calculator*, building a spec once per process.
+
+    A (constructor, args, kwargs) tuple is built the first time a process needs it
+    and reused afterwards; a string constructor names a registered calculator.
+    """
+    if not _is_spec(calculator):
+        if not hasattr(calculator, "get_property"):
+            raise ParameterError(
+                f"calculator must be an ASE calculator, a (constructor, args, kwargs) tuple "
+                f"or a registered calculator name; got {type(calculator).__name__}")
+        return calculator
+    from ..records import canonical, parameters_digest
+
+    key = parameters_digest(canonical(calculator))
+    calc = _built.get(key)
+    if calc is None:
+        ctor, args, kwargs = split_spec(calculator)
+        if isinstance(ctor, str):
+            ctor = _registered(ctor).load()
+        if not callable(ctor):
+            raise ParameterError(f"calculator constructor {ctor!r} is not callable")
+        calc = ctor(*args, **kwargs)
+        _built[key] = calc
+    return calc
+
+
+def calculator_prefix(calculator: Any, calc: Any) -> str:
+    """Default key prefix: the registered name, or the calculator's class name, plus '_'."""
+    if isinstance(calculator, str):
+        return f"{calculator}_"
+    if isinstance(calculator, (tuple, list)) and isinstance(calculator[0], str):
+        return f"{calculator[0]}_"
+    return f"{type(calc).__name__}_"
+
+
+def calculate_properties(calc: Any, atoms: Any, names: Sequence[str]) -> dict:
+    """{name: value} of every property in *names*, from one calculation.
+
+    ``get_property`` asks for one property at a time, which makes some codes run once
+    per property (Quantum ESPRESSO ran three times for energy, forces and stress);
+    here the calculator is asked for all of them at once, and answers from its cache
+    when it already has them for this configuration.
+    """
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    for name in names:
+        if name not in getattr(calc, "implemented_properties", names):
+            raise PropertyNotImplementedError(f"{name} property not implemented")
+    if not (callable(getattr(calc, "check_state", None)) and hasattr(calc, "results")
+            and callable(getattr(calc, "calculate", None))):
+        return {name: calc.get_property(name, atoms) for name in names}
+    changes = calc.check_state(atoms)
+    if changes:
+        calc.atoms = None
+        calc.results = {}
+    if any(name not in calc.results for name in names):
+        if getattr(calc, "use_cache", True):
+            calc.atoms = atoms.copy()
+        calc.calculate(atoms, list(names), changes)
+    values = {}
+    for name in names:
+        if name not in calc.results:
+            raise PropertyNotImplementedError(f"{name} not present in this calculation")
+        value = calc.results[name]
+        values[name] = value.copy() if hasattr(value, "copy") else value
+    return values
+
+
+# -- resetting ------------------------------------------------------------------------------
+
+def reset_interval(calculator: Any) -> int:
+    """How often a calculator is reset between configurations (by calculate).
+
+    1 (the default): before every configuration, so nothing carries over.
+    N > 1: before every configuration whose index is a multiple of N (and at the
+    start of every chunk; chunks then start only at multiples of N). Between resets
+    the calculator keeps its state (a neighbour list), which changes results only in
+    the last bits, and those bits are the same in every run, serial or parallel.
+    0: never; the calculator declares that its results do not depend on what it
+    computed before.
+
+    Declared by a registered calculator's ``CalculatorSpec(reset_interval=...)``, or
+    by a ``wflp_reset_interval`` attribute of the calculator class (or instance);
+    ASE's EMT, LennardJones and MorsePotential are known to wflp.
+    """
+    if _is_spec(calculator):
+        ctor, _args, _kwargs = split_spec(calculator)
+        if isinstance(ctor, str):
+            try:
+                return int(_registered(ctor).reset_interval)
+            except WflpError:
+                return 1
+        target = ctor
+    else:
+        target = calculator
+    value = getattr(target, RESET_ATTRIBUTE, None)
+    if value is None:
+        cls = target if inspect.isclass(target) else type(target)
+        value = KNOWN_RESET_INTERVALS.get(f"{cls.__module__}.{cls.__qualname__}", 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ParameterError(f"{RESET_ATTRIBUTE} of {target!r} must be a whole number >= 0, "
+                             f"got {value!r}")
+    return value
+
+
+# -- describing -----------------------------------------------------------------------------
+
+def describe_calculator(calculator: Any, describer: Any) -> Any:
+    """How records describe a calculator parameter (see the module docstring)."""
+    from ..records import provider_of
+
+    where = "parameters.calculator"
+    if calculator is None:
+        return None
+    if not _is_spec(calculator):
+        desc = describer.describe(calculator, where)
+        cls = type(calculator)
+        if isinstance(desc, dict):
+            desc = {**desc, "provider": provider_of(cls.__module__)}
+        return desc
+    ctor, args, kwargs = split_spec(calculator)
+    if isinstance(ctor, str):
+        from ..plugins import get_plugin_manager
+
+        spec = _registered(ctor)
+        owner = get_plugin_manager().provider("calculators", ctor)
+        factory = spec.load()
+        return {"registered": spec.name,
+                "provider": {"distribution": owner.distribution, "version": owner.version},
+                "factory": describer.callable(factory, f"{where}.factory"),
+                "args": describer.describe(list(args), f"{where}.args"),
+                "kwargs": describer.describe(kwargs, f"{where}.kwargs")}
+    return {"constructor": describer.callable(ctor, f"{where}.constructor"),
+            "provider": provider_of(getattr(ctor, "__module__", None) or "?"),
+            "args": describer.describe(list(args), f"{where}.args"),
+            "kwargs": describer.describe(kwargs, f"{where}.kwargs")}
+
+
+# -- checking -------------------------------------------------------------------------------
+
+def check_calculator(calculator: Any, where: str = "calculate") -> None:
+    """Raise a WflpError naming the problem if *calculator* cannot be built as given:
+    an unknown registered name, a keyword its factory does not take, or a value of
+    the wrong kind for a parameter with a default (``sigma="abc"``). None passes:
+    whether an operation needs a calculator is the operation's own check."""
+    if calculator is None:
+        return
+    if not _is_spec(calculator):
+        if not hasattr(calculator, "get_property"):
+            raise ParameterError(
+                f"{where}: calculator must be an ASE calculator, a (constructor, args, "
+                f"kwargs) tuple or a registered calculator name; got "
+                f"{type(calculator).__name__}")
+        return
+    ctor, args, kwargs = split_spec(calculator)
+    if isinstance(ctor, str):
+        try:
+            spec = _registered(ctor)
+            factory = spec.load()
+        except WflpError as err:
+            raise type(err)(f"{where}: calculator {ctor!r}: {err}") from None
+        shown = spec.factory if isinstance(spec.factory, str) else getattr(
+            factory, "__qualname__", factory)
+        what = f"calculator {spec.name!r} (factory {shown})"
+    else:
+        factory = ctor
+        if not callable(factory):
+            raise ParameterError(f"{where}: calculator constructor {ctor!r} is not callable")
+        what = f"calculator constructor {getattr(factory, '__qualname__', factory)}"
+    check_call(factory, args, kwargs, where, what)
+
+
+def check_call(func: Any, args: Sequence, kwargs: dict, where: str, what: str,
+               source: str = "its keyword arguments") -> None:
+    """Raise ParameterError (starting with *where*, naming *what* is called) if
+    func(*args, **kwargs) cannot bind, or a value has the wrong kind for its default."""
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):
+        return  # no signature to check against (builtin); the call itself will tell
+    accepted = [n for n, p in sig.parameters.items()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    defaults = {n: p.default for n, p in sig.parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    if open_ended:
+        ase_defaults = _ase_defaults(func)
+        if ase_defaults is not None:
+            accepted = sorted(set(accepted) | set(ase_defaults))
+            defaults = {**ase_defaults, **defaults}
+            open_ended = False
+    for key in kwargs:
+        if key not in accepted and not open_ended:
+            raise ParameterError(
+                f"{where}: unknown parameter {key!r} in {source}; {what} takes "
+                f"{', '.join(a for a in accepted if a != 'self') or 'no parameters'}")
+    try:
+        sig.bind_partial(*args, **kwargs)
+    except TypeError as err:
+        raise ParameterError(f"{where}: {what}: {err}") from None
+    for key, value in kwargs.items():
+        _check_kind(key, value, defaults.get(key), f"{where}: {what}")
+
+
+def _ase_defaults(func: Any) -> Optional[dict]:
+    """The keyword arguments (with defaults) of a plain in-process ASE calculator class.
+
+    Such classes take ``**kwargs`` and keep their parameters in ``default_parameters``
+    (EMT, LennardJones, Morse ...). Calculators that write input files for external
+    codes accept more than that and are not checked.
+    """
+    if not inspect.isclass(func):
+        return None
+    try:
+        from ase.calculators.calculator import Calculator, FileIOCalculator
+    except ImportError:  # pragma: no cover
+        return None
+    if not issubclass(func, Calculator) or issubclass(func, FileIOCalculator):
+        return None
+    names = dict(getattr(func, "default_parameters", {}) or {})
+    for cls in func.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        for p in params:
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                names.setdefault(p.name, None if p.default is p.empty else p.default)
+        if cls is Calculator:
+            break
+    return names
+
+
+def _check_kind(key: str, value: Any, default: Any, what: str) -> None:
+    """A value must be of the kind its default is (number, bool, string, list)."""
+    import numpy as np
+
+    if default is None or value is None:
+        return
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, (bool, np.bool_)), "true or false"
+    elif isinstance(default, (int, float, np.number)):
+        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        kind = "a number"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string"
+    elif isinstance(default, (list, tuple)):
+        ok, kind = isinstance(value, (list, tuple, np.ndarray)), "a list"
+    elif isinstance(default, dict):
+        ok, kind = isinstance(value, dict), "a table (dict)"
+    else:
+        return
+    if not ok:
+        raise ParameterError(f"{what}: parameter {key!r} must be {kind} (its default is "
+                             f"{default!r}), got {value!r}")
+
+
+def known_properties() -> list[str]:
+    from ase.calculators.calculator import all_properties
+
+    return list(all_properties)
+
+
+def implemented_properties(calculator: Any) -> Optional[list[str]]:
+    """The properties *calculator* declares it computes, if that is known before building it."""
+    if _is_spec(calculator):
+        ctor, _a, _k = split_spec(calculator)
+        if isinstance(ctor, str):
+            try:
+                spec = _registered(ctor)
+                factory = spec.load()
+            except WflpError:
+                return None
+            extra = getattr(factory, "implemented_properties", None) \
+                if inspect.isclass(factory) else None
+            return sorted(set(spec.properties) | set(extra or ()))
+        props = getattr(ctor, "implemented_properties", None)
+    else:
+        props = getattr(calculator, "implemented_properties", None)
+    return list(props) if isinstance(props, (list, tuple)) and props else None
+
+
+def check_properties(properties: Any, calculator: Any, where: str = "calculate") -> None:
+    """Raise ParameterError for a property name ASE does not know, or one the calculator
+    says it does not compute."""
+    if properties is None:
+        return
+    if isinstance(properties, str) or not isinstance(properties, (list, tuple)) \
+            or not properties or not all(isinstance(p, str) for p in properties):
+        raise ParameterError(f"{where}: properties must be a non-empty list of names, e.g. "
+                             f"['energy', 'forces'], got {properties!r}")
+    known = known_properties()
+    unknown = [p for p in properties if p not in known]
+    if unknown:
+        raise ParameterError(f"{where}: unknown propert{'y' if len(unknown) == 1 else 'ies'} "
+                             f"{', '.join(map(repr, unknown))}; ASE knows {', '.join(known)}")
+    implemented = implemented_properties(calculator)
+    if implemented is not None:
+        missing = [p for p in properties if p not in implemented]
+        if missing:
+            raise ParameterError(
+                f"{where}: the calculator does not compute {', '.join(map(repr, missing))}; "
+                f"it computes {', '.join(implemented)}")
+
+
+__all__ = ["KNOWN_RESET_INTERVALS", "RESET_ATTRIBUTE", "calculate_properties",
+           "calculator_prefix", "check_call", "check_calculator", "check_properties",
+           "construct_calculator", "describe_calculator", "implemented_properties",
+           "known_properties", "reset_interval", "split_spec"]

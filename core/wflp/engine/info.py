@@ -1,0 +1,101 @@
+"""AutoparaInfo: how an operation is parallelized (none of it changes the results)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from typing import Any, Optional
+
+from ..errors import ParameterError
+
+ENV_NUM_PROCESSES = "WFLP_NUM_PYTHON_SUBPROCESSES"
+ENV_PROGRESS = "WFLP_PROGRESS"
+
+
+@dataclasses.dataclass
+class AutoparaInfo:
+    """How an operation is parallelized; none of it changes the results.
+
+    num_python_subprocesses: worker processes (default: $WFLP_NUM_PYTHON_SUBPROCESSES,
+        else 1, i.e. serial in this process).
+    num_inputs_per_python_subprocess: items per chunk. Default: adaptive, chunks
+        of about 2 s of work each (measured as results arrive), never more than a
+        quarter of a process's share of what remains, so the processes finish
+        together. A chunk is also the unit of resume. Operations that keep state
+        between items (calculate with a calculator that is reset every N
+        configurations) round chunks up to whole blocks of N.
+    skip_failed: an item whose function raises is logged and dropped instead of
+        stopping the operation.
+    item_time_limit: seconds an item may run; an item that runs longer is
+        interrupted and counts as failed, like any other failing item (calculate
+        marks the configuration with <prefix>calc_failed). It interrupts Python
+        code and calls that return to Python (sleeps, most I/O); a call into
+        compiled code that never returns to the interpreter is interrupted when it
+        does.
+    initializer: (callable, args) or a callable, run once in each process that
+        runs chunks of this operation, before its first chunk.
+    threads_per_worker: BLAS/OpenMP threads in each worker process (default 1).
+    progress: show a tqdm bar (default: when stderr is a terminal and
+        $WFLP_PROGRESS is not 0).
+    executor: name of a registered executor (default: "serial" or "pool").
+    remote_info: where to run as queued jobs; consumed by remote executors.
+    """
+
+    num_python_subprocesses: Optional[int] = None
+    num_inputs_per_python_subprocess: Optional[int] = None
+    skip_failed: bool = False
+    item_time_limit: Optional[float] = None
+    initializer: Any = None
+    threads_per_worker: int = 1
+    progress: Optional[bool] = None
+    executor: Optional[str] = None
+    remote_info: Any = None
+
+    def resolved(self) -> AutoparaInfo:
+        """A copy with defaults filled in and values checked."""
+        nproc = self.num_python_subprocesses
+        if nproc is None:
+            env = os.environ.get(ENV_NUM_PROCESSES, "").strip()
+            if env:
+                try:
+                    nproc = int(env)
+                except ValueError:
+                    raise ParameterError(
+                        f"${ENV_NUM_PROCESSES}={env!r} is not a whole number; set it to "
+                        "the number of worker processes (e.g. 4) or unset it"
+                    ) from None
+            else:
+                nproc = 1
+        _check_positive("num_python_subprocesses", nproc)
+        if self.num_inputs_per_python_subprocess is not None:
+            _check_positive("num_inputs_per_python_subprocess",
+                            self.num_inputs_per_python_subprocess)
+        _check_positive("threads_per_worker", self.threads_per_worker)
+        limit = self.item_time_limit
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                                  or not math.isfinite(limit) or limit <= 0):
+            raise ParameterError(f"AutoparaInfo.item_time_limit must be a number of seconds "
+                                 f"> 0 (or None for no limit), got {limit!r}")
+        if not isinstance(self.skip_failed, bool):
+            raise ParameterError(f"AutoparaInfo.skip_failed must be True or False, got "
+                                 f"{self.skip_failed!r}")
+        return dataclasses.replace(self, num_python_subprocesses=int(nproc))
+
+    def show_progress(self) -> bool:
+        if self.progress is not None:
+            return self.progress
+        if os.environ.get(ENV_PROGRESS, "").strip() in ("0", "false", "no", "off"):
+            return False
+        return sys.stderr.isatty()
+
+
+def _check_positive(name: str, value: Any) -> None:
+    import numpy as np
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ParameterError(f"AutoparaInfo.{name} must be a whole number >= 1, got {value!r}")
+
+
+__all__ = ["ENV_NUM_PROCESSES", "ENV_PROGRESS", "AutoparaInfo"]

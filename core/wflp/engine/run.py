@@ -1,0 +1,242 @@
+"""The driver: one run of an operation, from its inputs to its outputs.
+
+It only connects the pieces that own each concern: the executor runs chunks
+(wflp.exec), plan_chunks cuts the inputs (chunks.py), run_chunk runs them
+(worker.py), the output store decides reuse and holds the lock
+(records.store), the stage keeps finished chunks and assembles the output
+(stage.py), and the record says what made it (records.record).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Optional
+
+import cloudpickle
+
+from ..configset import ConfigSet, MemoryCollector, OutputSpec
+from ..errors import InputError, NotPicklableError, OperationError
+from ..exec import capability, executor_name, get_executor
+from ..records import (
+    Describer,
+    OutputStore,
+    Record,
+    fingerprint_configset,
+    host_info,
+    now_iso,
+    provider_of,
+    sha256_bytes,
+)
+from ..records.describe import log_opaque
+from .chunks import ChunkResult, ChunkSizer, ChunkTask, plan_chunks
+from .info import AutoparaInfo
+from .stage import Stage, write_chunk
+from .worker import Payload, remember_payload
+
+log = logging.getLogger("wflp")
+
+
+def run_operation(op: Any, inputs: ConfigSet, outputs: OutputSpec, args: tuple, kwargs: dict,
+                  params: dict, seed: Optional[int], info: AutoparaInfo) -> ConfigSet:
+    """Run an operation whose parameters were validated (Operation.__call__ does that)."""
+    run = _Run(op, inputs, outputs, args, kwargs, params, seed, info)
+    return run.to_memory() if outputs.is_in_memory else run.to_files()
+
+
+class _Run:
+    def __init__(self, op: Any, inputs: ConfigSet, outputs: OutputSpec, args: tuple,
+                 kwargs: dict, params: dict, seed: Optional[int], info: AutoparaInfo):
+        self.op, self.inputs, self.outputs, self.info = op, inputs, outputs, info
+        self.args, self.kwargs, self.params, self.seed = args, kwargs, params, seed
+        self.executor_name = executor_name(info)
+        self.executor = get_executor(info)
+        self.nproc = info.num_python_subprocesses or 1
+        self.block = op.block_size(params)
+        n_known = inputs.known_length()
+        if n_known is None and info.num_inputs_per_python_subprocess is None and self.nproc > 1:
+            # knowing the length lets the last chunks shrink so the processes finish together
+            n_known = inputs.cheap_length()
+        self.n_known = n_known
+        self.sizer = ChunkSizer(info.num_inputs_per_python_subprocess, self.nproc, n_known)
+
+    # -- the pieces ---------------------------------------------------------------------------
+    def payload(self) -> tuple[bytes, str]:
+        payload = Payload(self.op.func, self.op.per, tuple(self.args), dict(self.kwargs),
+                          self.seed, self.op.wants_rng, self.op.wants_index,
+                          self.info.skip_failed, self.info.initializer, self.op.name,
+                          self.info.item_time_limit)
+        try:
+            data = cloudpickle.dumps(payload)
+        except Exception as err:
+            if not capability(self.executor, "in_process"):
+                raise NotPicklableError(
+                    f"operation {self.op.name!r}: its function or arguments cannot be sent to "
+                    f"worker processes ({type(err).__name__}: {err}). Pass unpicklable "
+                    "objects in constructor form instead, e.g. calculator=(TBLite, [], "
+                    "{'method': 'GFN2-xTB'}), which builds the object once in each worker; or "
+                    "run with num_python_subprocesses=1") from err
+            digest = f"local-{id(payload)}-{time.monotonic_ns()}"  # from this process's cache
+            remember_payload(digest, payload)
+            return b"", digest
+        return data, sha256_bytes(data)
+
+    def tasks(self, payload: bytes, digest: str, counter: dict, stage: Optional[Stage] = None,
+              done: Optional[list] = None) -> Iterator[ChunkTask]:
+        shares = capability(self.executor, "shares_files")
+        return plan_chunks(
+            self.inputs, self.outputs.output_index if len(self.outputs.files) > 1 else None,
+            self.sizer, payload=payload, digest=digest, block=self.block, done=done,
+            target_for=stage.target if stage is not None and shares else None,
+            lazy_frames=shares and self.nproc > 1,
+            ship=not capability(self.executor, "in_process"), counter=counter)
+
+    def drive(self, tasks: Iterator[ChunkTask], on_result: Callable[[ChunkResult], None],
+              to_file: bool) -> None:
+        bar = self._progress()
+        try:
+            for res in self.executor.map_chunks(tasks, self.info):
+                self.sizer.observe(len(res.locs), res.seconds)
+                for index, reason in res.skipped:
+                    log.warning("%s: item %d failed and is skipped (skip_failed=True): %s",
+                                self.op.name, index, reason)
+                if res.error is not None:
+                    raise _item_error(self.op.name, res, to_file)
+                on_result(res)
+                if bar is not None:
+                    bar.update(len(res.locs))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _progress(self) -> Any:
+        if not self.info.show_progress():
+            return None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=self.n_known, desc=self.op.name, unit="item")
+
+    # -- in memory ----------------------------------------------------------------------------
+    def to_memory(self) -> ConfigSet:
+        payload, digest = self.payload()
+        collector = MemoryCollector(self.inputs)
+        waiting: dict[int, ChunkResult] = {}
+        next_start = 0
+
+        def on_result(res: ChunkResult) -> None:  # results may arrive in any order
+            nonlocal next_start
+            waiting[res.start] = res
+            while next_start in waiting:
+                ready = waiting.pop(next_start)
+                for loc, outs in zip(ready.locs, ready.results):
+                    collector.add(loc, outs)
+                next_start = ready.end
+
+        self.drive(self.tasks(payload, digest, {}), on_result, to_file=False)
+        return collector.result_set()
+
+    # -- to files -----------------------------------------------------------------------------
+    def to_files(self) -> ConfigSet:
+        outputs, label = self.outputs, self.op.name
+        store = OutputStore(outputs.files, outputs.overwrite, outputs.if_locked, label)
+        with store.lock():
+            fingerprint = fingerprint_configset(self.inputs)
+            record = self.record(fingerprint)
+            # a stage means an earlier run was interrupted, possibly while putting the
+            # outputs in place: resume it rather than trust what is under the final names
+            if not Stage.folder_for(outputs.files[0]).exists() and store.reusable(record):
+                log.info("%s: reusing %s (its record matches)", label,
+                         ", ".join(map(str, outputs.files)))
+                return outputs.result_set()
+            stage = Stage.open(outputs.files[0], record, outputs.files, outputs.overwrite, label)
+            done = Stage.done_ranges(stage.finished())
+            payload, digest = self.payload()
+            counter: dict = {}
+            started = now_iso()
+            shares = capability(self.executor, "shares_files")
+
+            def on_result(res: ChunkResult) -> None:
+                if res.results is not None:  # came back in memory: write its chunk here
+                    write_chunk(stage.target(res.group, res.start, res.end), res.results,
+                                label)
+                elif res.chunk_file is not None and not shares:
+                    stage.adopt(res.chunk_file)  # written elsewhere (a queued job)
+
+            try:
+                self.drive(self.tasks(payload, digest, counter, stage, done), on_result,
+                           to_file=True)
+            except KeyboardInterrupt:
+                log.warning("%s: interrupted; finished chunks are kept in %s: rerun to "
+                            "resume", label, stage.folder)
+                raise
+            changed = fingerprint.changed_files()
+            if changed:
+                stage.remove()
+                raise InputError(
+                    f"input file(s) {', '.join(repr(str(p)) for p in changed)} changed while "
+                    f"{label} was running, so the results may mix old and new content; "
+                    "nothing was written: rerun once the inputs are final")
+            produced = stage.assemble(outputs.files, outputs.format, outputs.write_kwargs,
+                                      counter.get("n_items", 0))
+            from .. import __version__
+
+            record.run = {"wflp_version": __version__, "started": started,
+                          "finished": now_iso(), **host_info()}
+            store.commit(record, produced)
+            stage.remove()
+        return outputs.result_set()
+
+    def record(self, fingerprint: Any) -> Record:
+        """What this run computes (its identity) and who provides it."""
+        describer = Describer()
+        parameters: dict[str, Any] = {}
+        providers: dict[str, Any] = {"operation": provider_of(self.op.func.__module__)}
+        for key, value in self.params.items():
+            hook = self.op.describe.get(key)
+            desc = (hook(value, describer) if hook is not None
+                    else describer.describe(value, f"parameters.{key}"))
+            parameters[key] = desc
+            if isinstance(desc, dict) and isinstance(desc.get("provider"), dict):
+                providers[key] = desc["provider"]
+        code = describer.callable(self.op.func, "operation")
+        try:
+            from ..plugins import get_plugin_manager
+
+            owner = get_plugin_manager().provider("executors", self.executor_name)
+            providers["executor"] = {"name": self.executor_name,
+                                     "distribution": owner.distribution,
+                                     "version": owner.version}
+        except Exception:  # an executor object not from the registry
+            providers["executor"] = {"name": self.executor_name}
+        log_opaque(self.op.name, describer.opaque)
+        outputs = self.outputs
+        return Record(
+            kind="operation", name=self.op.name, version=self.op.version, code=code,
+            parameters=parameters,
+            inputs={"sha256": fingerprint.hexdigest(), "count": fingerprint.count,
+                    "files": [str(f) for f in self.inputs.files]},
+            layout={"outputs": [str(f) for f in outputs.files],
+                    "split": "one file per input group" if len(outputs.files) > 1
+                    else "one file"},
+            output={"format": outputs.format,
+                    "write_kwargs": describer.describe(outputs.write_kwargs, "write_kwargs")},
+            engine={"block": self.block},
+            providers=providers, opaque=describer.opaque)
+
+
+def _item_error(name: str, res: ChunkResult, to_file: bool) -> OperationError:
+    last = res.error.strip().splitlines()[-1] if res.error else "?"
+    kept = ("chunks finished before it are kept (rerun to resume), or " if to_file else "")
+    err = OperationError(
+        f"operation {name!r} failed on item {res.error_index}: {last}; {kept}pass "
+        "AutoparaInfo(skip_failed=True) to drop failing items")
+    err.worker_traceback = res.error
+    if hasattr(err, "add_note"):
+        err.add_note("Traceback in the process that ran the item:\n" + res.error)
+    return err
+
+
+__all__ = ["run_operation"]
