@@ -47,7 +47,14 @@ SCRIPT = textwrap.dedent("""
 CHUNK_RE = re.compile(r"^c-[0-9a-f]{8}-\d{6}-(\d{12})-(\d{12})-[0-9a-f]{16}\.xyz$")
 
 
+KILLED_WORKERS: list = []
+
+
 def _run(script, workdir, nproc, kill_after=None):
+    """Run the job; with kill_after, SIGKILL the driver alone (its workers are not
+    signalled: they must die with it) and return at once, as a user's rerun would."""
+    import psutil
+
     proc = subprocess.Popen([sys.executable, str(script), str(workdir), str(nproc)],
                             start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, "WFLP_PROGRESS": "0"})
@@ -59,9 +66,13 @@ def _run(script, workdir, nproc, kill_after=None):
         proc.wait(timeout=kill_after)
         return True  # finished before the kill
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            workers = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            workers = []
+        os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        time.sleep(0.05)  # let orphaned workers see the kill too
+        KILLED_WORKERS.extend(workers)  # checked at the end; the rerun starts right away
         return False
 
 
@@ -124,6 +135,10 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         assert set(calls) == set(range(N_ITEMS))
         # interrupted chunks may be recomputed, but no more than once per interruption
         assert len(calls) <= N_ITEMS + (len(protected) + 1) * nproc * 2 * CHUNK
+    import psutil
+
+    alive = [p for p in KILLED_WORKERS if p.is_running() and p.status() != "zombie"]
+    assert not alive, f"workers outlived their killed driver: {alive}"
 
 
 def test_kill_between_output_rename_and_record_resumes(tmp_path):

@@ -25,6 +25,7 @@ from .errors import WflpError
 EXIT_ERROR = 2          # WflpError and usage errors
 EXIT_INTERNAL = 1       # a bug: anything else
 EXIT_INTERRUPTED = 130
+INTERRUPTED = "interrupted (finished chunks are kept: rerun to resume)"
 
 _state: dict = {"debug": False, "command": None}
 # click >= 8.2 raises this for a group called without a command (older click prints help)
@@ -69,11 +70,12 @@ class _WflpGroup(click.Group):
                   EXIT_ERROR)
         except click.ClickException as exc:
             _fail("wflp: error", exc.format_message(), EXIT_ERROR)
-        except click.Abort:
+        except click.Abort as exc:  # click turns Ctrl-C into Abort
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                _fail("wflp", INTERRUPTED, EXIT_INTERRUPTED)
             _fail("wflp", "aborted", EXIT_INTERRUPTED)
         except KeyboardInterrupt:
-            _fail("wflp", "interrupted (finished chunks are kept: rerun to resume)",
-                  EXIT_INTERRUPTED)
+            _fail("wflp", INTERRUPTED, EXIT_INTERRUPTED)
         except WflpError as exc:
             if _state["debug"]:
                 traceback.print_exc()

@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import sys
-from collections import deque
 from collections.abc import Iterator
 from typing import Any, Optional
 
@@ -73,8 +72,15 @@ class WorkerPool:
 
     def death_report(self) -> str:
         """Which worker died, how, and which chunk it was running."""
+        import time
+
         procs = self._processes()
-        dead = [(pid, p.exitcode) for pid, p in procs.items() if p.exitcode is not None]
+        deadline = time.monotonic() + 2.0
+        while True:  # a worker's pipes close a moment before its exit status can be read
+            dead = [(pid, p.exitcode) for pid, p in procs.items() if p.exitcode is not None]
+            if dead or time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         first = [d for d in dead if d[1] != -signal.SIGTERM] or dead
         if not first:
             return ("a worker process died (killed, out of memory, or a crash in compiled "
@@ -157,17 +163,18 @@ class PoolExecutor(Executor):
         nproc = info.num_python_subprocesses or 1
         pool = worker_pool.get(nproc, info.threads_per_worker)
         window = 2 * nproc  # bounded: the input is never read far ahead of the workers
-        pending: deque = deque()
+        pending: set = set()
         finished = False
         try:
             for task in tasks:
-                pending.append(pool.submit(run_chunk, task))
-                while len(pending) >= window:
-                    yield pending.popleft().result()
+                pending.add(pool.submit(run_chunk, task))
+                while len(pending) >= window:  # a slow chunk does not hold up the others
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        yield future.result()
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in [f for f in pending if f in done]:
-                    pending.remove(future)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
                     yield future.result()
             finished = True
         except BrokenProcessPool:
@@ -184,7 +191,7 @@ class PoolExecutor(Executor):
                 _finish_running(pending)
 
 
-def _finish_running(pending: deque) -> None:
+def _finish_running(pending: set) -> None:
     """After an error: cancel chunks not started, let running ones finish (their chunk
     files are kept for a rerun) so that nothing writes after the run has ended."""
     running = [f for f in pending if not f.cancel()]

@@ -60,8 +60,8 @@ CALCULATOR_BOOKKEEPING = frozenset({
     "discard_results_on_any_change", "default_parameters", "ignored_changes",
 })
 # attributes of ASE's own calculators that configure them outside .parameters
-ASE_CALCULATOR_ATTRIBUTES = ("calcs", "weights", "calc1", "calc2", "weight1", "weight2",
-                             "command", "profile")
+ASE_CALCULATOR_ATTRIBUTES = ("mixer", "calcs", "weights", "calc1", "calc2", "weight1",
+                             "weight2", "command", "profile")
 
 _logged_opaque: set = set()
 
@@ -168,14 +168,16 @@ class Describer:
 
     # -- objects ----------------------------------------------------------------------------
     def _object(self, obj: Any, where: str, depth: int) -> Any:
-        """The user's own objects by their attributes; others by their attributes when
-        those are plain data, else by a digest of their pickled state."""
+        """Objects by their attributes when those are all there is to them (plain Python
+        objects: the user's own, or installed ones holding plain data and calculators);
+        anything else (state kept in C, custom pickling) by a digest of its pickled state."""
         state = getattr(obj, "__dict__", None)
         cls = type(obj)
-        if isinstance(state, dict) and (installed_code(cls.__module__) is None
-                                        or _plain_data(state)):
+        user_code = installed_code(cls.__module__) is None
+        if isinstance(state, dict) and not _custom_pickling(cls) and (
+                user_code or _plain_data(state)):
             desc = {"object": _qualname(obj)}
-            if installed_code(cls.__module__) is None:
+            if user_code:
                 desc["class"] = self.callable(cls, where, depth + 1)
             desc["state"] = self.describe(dict(state), where, depth + 1)
             return desc
@@ -345,12 +347,25 @@ def _is_calculator(obj: Any) -> bool:
     return isinstance(obj, BaseCalculator)
 
 
+def _custom_pickling(cls: type) -> bool:
+    """True if the class pickles through its own __reduce__/__getstate__: its state is
+    then not (only) its attributes (random.Random keeps it in C)."""
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        if any(name in vars(klass) for name in ("__reduce__", "__reduce_ex__", "__getstate__")):
+            return True
+    return False
+
+
 def _plain_data(value: Any, depth: int = 0) -> bool:
-    """True for numbers, strings, paths, arrays and containers of them."""
+    """True for numbers, strings, paths, arrays, calculators and containers of them."""
     if depth > 6:
         return False
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes, np.generic,
                                            np.ndarray, os.PathLike, enum.Enum)):
+        return True
+    if _is_calculator(value):
         return True
     if isinstance(value, dict):
         return all(_plain_data(v, depth + 1) for v in value.values())

@@ -164,6 +164,10 @@ def _diff(old: Any, new: Any, path: str, out: dict) -> None:
         for key in sorted(set(old) | set(new)):
             _diff(old.get(key, "<absent>"), new.get(key, "<absent>"), f"{path}.{key}", out)
         return
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        for i, (a, b) in enumerate(zip(old, new)):
+            _diff(a, b, f"{path}[{i}]", out)
+        return
     if old != new:
         out[path] = (old, new)
 

@@ -1,0 +1,290 @@
+"""Faults injected for real: two runs on one output, a driver killed with SIGKILL while its
+workers run, Ctrl-C with a worker stuck in a sleep, items over their time limit."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import psutil
+import pytest
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+from helpers import rattled_cu
+from wflp import AutoparaInfo, ConfigSet, OutputSpec, operation
+from wflp.errors import OperationError
+from wflp.ops import calculate
+
+JOB = textwrap.dedent("""
+    import logging, os, sys, time
+    from wflp import AutoparaInfo, ConfigSet, OutputSpec, operation
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    inp, out, log, factor, overwrite, if_locked, nproc, pause = sys.argv[1:]
+
+    @operation("slow_scale")
+    def slow_scale(at, factor, index):
+        time.sleep(float(pause))
+        with open(log, "a") as fd:
+            fd.write(f"{os.getpid()} {index}\\n")
+        at.positions *= factor
+        at.info["factor"] = factor
+        return at
+
+    if __name__ == "__main__":
+        slow_scale(ConfigSet(inp), OutputSpec(out, overwrite=overwrite == "1",
+                                              if_locked=if_locked), float(factor),
+                   autopara_info=AutoparaInfo(num_python_subprocesses=int(nproc),
+                                              num_inputs_per_python_subprocess=2))
+        print("finished")
+""")
+
+
+@pytest.fixture
+def job(tmp_path):
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(16))
+
+    def start(out, factor=1.1, overwrite=False, if_locked="wait", nproc=1, pause=0.05,
+              log="calls.log"):
+        args = [sys.executable, str(script), str(tmp_path / "in.xyz"), str(tmp_path / out),
+                str(tmp_path / log), str(factor), "1" if overwrite else "0", if_locked,
+                str(nproc), str(pause)]
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True,
+                                env={**os.environ, "WFLP_PROGRESS": "0"})
+
+    return start
+
+
+def _calls(path: Path) -> list[tuple[int, int]]:
+    if not path.exists():
+        return []
+    return [tuple(map(int, line.split())) for line in path.read_text().split("\n") if line]
+
+
+def _wait_for(predicate, timeout=30.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+def _reference(tmp_path, factor):
+    ats = list(ConfigSet(tmp_path / "in.xyz"))
+    for at in ats:
+        at.positions *= factor
+        at.info["factor"] = factor
+    return ats
+
+
+# -- 6. one writer per output ------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_second_run_waits_for_the_first_then_reuses(tmp_path, job):
+    first = job("out.xyz", pause=0.2)
+    _wait_for(lambda: len(_calls(tmp_path / "calls.log")) >= 2)
+    second = job("out.xyz", pause=0.2)  # the same computation (the pause is part of it)
+    out1, err1 = first.communicate(timeout=60)
+    out2, err2 = second.communicate(timeout=60)
+    assert first.returncode == 0 and second.returncode == 0, err1 + err2
+    assert "is being written by another wflp run (pid" in err2 and "waiting" in err2
+    calls = _calls(tmp_path / "calls.log")
+    assert sorted(i for _, i in calls) == list(range(16))  # computed once, by the first
+    assert {pid for pid, _ in calls} == {first.pid}
+    got = ase.io.read(tmp_path / "out.xyz", ":")
+    _same_positions(got, _reference(tmp_path, 1.1))
+
+
+@pytest.mark.slow
+def test_second_run_can_fail_at_once_instead(tmp_path, job):
+    first = job("out.xyz", pause=0.2)
+    _wait_for(lambda: len(_calls(tmp_path / "calls.log")) >= 2)
+    second = job("out.xyz", if_locked="fail", pause=0.2)
+    _out, err = second.communicate(timeout=60)
+    assert second.returncode != 0
+    assert f"is being written by another wflp run (pid {first.pid} on" in err
+    assert "if_locked='wait'" in err
+    first.communicate(timeout=60)
+    assert first.returncode == 0
+
+
+@pytest.mark.slow
+def test_overwrite_started_during_a_run_then_both_killed_never_mixes(tmp_path, job):
+    first = job("out.xyz", factor=1.1, pause=0.1)
+    _wait_for(lambda: len(_calls(tmp_path / "calls.log")) >= 4)
+    second = job("out.xyz", factor=1.2, overwrite=True, pause=0.1)
+    _wait_for(lambda: "waiting" in _peek_stderr(second), timeout=30)
+    for proc in (first, second):
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert all(f == 1.1 for f in _factors_of_stage(tmp_path))  # the second computed nothing
+    rerun = job("out.xyz", factor=1.2, overwrite=True, pause=0.1)
+    _o, err = rerun.communicate(timeout=60)
+    assert rerun.returncode == 0, err
+    got = ase.io.read(tmp_path / "out.xyz", ":")
+    assert [a.info["factor"] for a in got] == [1.2] * 16
+    _same_positions(got, _reference(tmp_path, 1.2))
+
+
+def _same_positions(got, expected):
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        np.testing.assert_allclose(a.positions, b.positions, atol=1e-7)  # written to 8 places
+
+
+def _peek_stderr(proc) -> str:
+    """What a running process has written to stderr so far (non-blocking)."""
+    import fcntl
+
+    fd = proc.stderr.fileno()
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        chunk = os.read(fd, 65536).decode()
+    except BlockingIOError:
+        chunk = ""
+    proc._peeked = getattr(proc, "_peeked", "") + chunk
+    return proc._peeked
+
+
+def _factors_of_stage(tmp_path) -> list[float]:
+    stage = tmp_path / ".out.xyz.wflp-partial"
+    factors = []
+    for chunk in sorted(stage.glob("c-*.xyz")):
+        factors += [a.info["factor"] for a in ase.io.read(chunk, ":")]
+    return factors
+
+
+# -- 7. workers die with their driver ---------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", [0.4, 0.9, 1.4])
+def test_sigkill_of_the_driver_kills_its_workers_and_an_immediate_rerun_completes(
+        tmp_path, job, moment):
+    clean = job("clean.xyz", nproc=2, pause=0.15, log="clean.log")
+    clean.communicate(timeout=60)
+    proc = job("out.xyz", nproc=2, pause=0.15)
+    _wait_for(lambda: len(psutil.Process(proc.pid).children()) == 2)
+    workers = psutil.Process(proc.pid).children()
+    time.sleep(moment)
+    os.kill(proc.pid, signal.SIGKILL)  # the driver alone, as the OOM killer would
+    proc.wait()
+    killed_at = time.monotonic()
+    rerun = job("out.xyz", nproc=2, pause=0.15)  # at once, while old workers may still run
+    _, alive = psutil.wait_procs(workers, timeout=2)
+    assert not alive, "workers outlived their driver"
+    assert time.monotonic() - killed_at < 2
+    _o, err = rerun.communicate(timeout=60)
+    assert rerun.returncode == 0, err
+    assert (tmp_path / "out.xyz").read_bytes() == (tmp_path / "clean.xyz").read_bytes()
+    assert not (tmp_path / ".out.xyz.wflp-partial").exists()
+
+
+# -- 8. Ctrl-C with a stuck worker, and the per-item time limit ---------------------------------
+
+CLI_JOB = textwrap.dedent("""
+    import sys, time
+    from wflp import GeneratorSpec, hookimpl, operation
+    from wflp.cli import main
+    from wflp.plugins import get_plugin_manager
+
+    @operation("stuck")
+    def stuck(at, index):
+        with open(sys.argv[3], "a") as fd:
+            fd.write(f"{index}\\n")
+        if index == 5:
+            time.sleep(1000)   # a worker that never finishes
+        return at
+
+    class Plugin:
+        @hookimpl
+        def wflp_generators(self):
+            return [GeneratorSpec(name="stuck", summary="gets stuck", operation=stuck)]
+
+    if __name__ == "__main__":
+        get_plugin_manager().register_plugin(Plugin())
+        main(["run", "generator", "stuck", "-i", sys.argv[1], "-o", sys.argv[2],
+              "--nproc", "2"])
+""")
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_a_stuck_worker_stops_at_once_and_keeps_finished_chunks(tmp_path):
+    script = tmp_path / "cli_job.py"
+    script.write_text(CLI_JOB)
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(40))
+    log = tmp_path / "calls.log"
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "in.xyz"),
+                             str(tmp_path / "out.xyz"), str(log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "WFLP_PROGRESS": "0"})
+    _wait_for(lambda: len(_calls_of(log)) >= 20)  # item 5's worker is stuck, the other goes on
+    workers = psutil.Process(proc.pid).children()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    sent = time.monotonic()
+    _out, err = proc.communicate(timeout=20)
+    assert time.monotonic() - sent < 5
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == \
+        "wflp: interrupted (finished chunks are kept: rerun to resume)"
+    _, alive = psutil.wait_procs(workers, timeout=2)
+    assert not alive
+    stage = tmp_path / ".out.xyz.wflp-partial"
+    assert list(stage.glob("c-*.xyz"))  # finished chunks kept for the rerun
+
+
+def _calls_of(path: Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+@operation("naps")
+def _naps(at, index):
+    if index == 2:
+        time.sleep(30)
+    return at
+
+
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_item_over_its_time_limit_fails_like_any_failing_item(nproc):
+    ats = rattled_cu(4)
+    info = AutoparaInfo(num_python_subprocesses=nproc, item_time_limit=0.5)
+    start = time.monotonic()
+    with pytest.raises(OperationError, match=r"failed on item 2: (wflp\.errors\.)?ItemTimeoutError: item 2 ran "
+                                             r"longer than its time limit of 0\.5 s"):
+        _naps(ats, OutputSpec(), autopara_info=info)
+    skipping = AutoparaInfo(num_python_subprocesses=nproc, item_time_limit=0.5,
+                            skip_failed=True)
+    kept = list(_naps(ats, OutputSpec(), autopara_info=skipping))
+    assert len(kept) == 3
+    assert time.monotonic() - start < 10
+
+
+class _SlowOnSecond(Calculator):
+    implemented_properties = ["energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        if atoms.info.get("slow"):
+            time.sleep(30)
+        work = self.atoms.copy()
+        work.calc = EMT()
+        self.results = {"energy": work.get_potential_energy(), "forces": work.get_forces()}
+
+
+def test_calculation_over_its_time_limit_is_marked_failed():
+    ats = rattled_cu(3)
+    ats[1].info["slow"] = True
+    out = list(calculate(ats, OutputSpec(), calculator=_SlowOnSecond(), prefix="S_",
+                         autopara_info=AutoparaInfo(item_time_limit=0.5)))
+    assert [a.info.get("S_calc_failed", False) for a in out] == [False, True, False]
+    assert "ItemTimeoutError: item 1 ran longer than its time limit" in out[1].info["S_calc_error"]
+    assert np.isfinite(out[2].info["S_energy"])
