@@ -135,7 +135,6 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         assert set(calls) == set(range(N_ITEMS))
         # interrupted chunks may be recomputed, but no more than once per interruption
         assert len(calls) <= N_ITEMS + (len(protected) + 1) * nproc * 2 * CHUNK
-    import psutil
 
     alive = [p for p in KILLED_WORKERS if p.is_running() and p.status() != "zombie"]
     assert not alive, f"workers outlived their killed driver: {alive}"
