@@ -52,7 +52,7 @@ def test_record_describes_the_computation(tmp_path):
     assert rec["layout"] == {"outputs": ["out.xyz"], "split": "one file"}
     assert rec["output"] == {"format": "extxyz", "write_kwargs": {}}
     assert rec["inputs"]["files"] == [str(tmp_path / "in.xyz")]
-    assert rec["engine"] == {"block": 64}  # EMT is reset every 64 configurations
+    assert rec["engine"] == {"block": 32}  # EMT is reset every 32 configurations
     for key in ("started", "finished", "host", "wflp_version"):
         assert rec["run"][key]
     assert rec["inputs"]["sha256"] and rec["parameters_sha256"]

@@ -281,6 +281,7 @@ def _plan_calculator(spec, factory_kwargs: dict, prefix, properties, where: str,
 
 def _plan_operation(spec, params: dict, where: str, param_source: str):
     from .engine import Operation
+    from .engine.operation import RESERVED
 
     op = spec.load()
     if not isinstance(op, Operation):
@@ -290,7 +291,7 @@ def _plan_operation(spec, params: dict, where: str, param_source: str):
     allowed = op.parameter_names
     open_ended = _has_var_keyword(op._signature)
     for key in params:
-        if key in ("rng", "index") or (key not in allowed and not open_ended):
+        if key in RESERVED or (key not in allowed and not open_ended):
             raise ParameterError(
                 f"{where}: unknown parameter {key!r} in {param_source}; "
                 f"{op.name} takes {_names(allowed)}")

@@ -109,13 +109,21 @@ class FileGroup:
         extxyz reader (another format, an index or read options)."""
         if not self._streams_extxyz:
             return None
-        if not self.path.is_file():
-            raise InputError(missing_file_message(self.path))
+        self._check_readable()
         return scan_extxyz(self.path)
 
-    def __iter__(self) -> Iterator[Atoms]:
+    def _check_readable(self) -> None:
+        if self.path.is_dir():
+            raise InputError(f"input {str(self.path)!r} is a directory; give a configuration "
+                             "file (or a glob such as 'dir/*.xyz')")
         if not self.path.is_file():
             raise InputError(missing_file_message(self.path))
+        if not os.access(self.path, os.R_OK):
+            raise InputError(f"input file {str(self.path)!r} cannot be read (permission "
+                             "denied); check its permissions")
+
+    def __iter__(self) -> Iterator[Atoms]:
+        self._check_readable()
         if self._streams_extxyz:
             yield from iter_extxyz(self.path)
             return
@@ -132,7 +140,6 @@ class FileGroup:
                 f"{type(err).__name__}: {err}; fix or regenerate the file, or pass the "
                 "right format= / read_kwargs="
             ) from err
-
 
 
 def missing_file_message(path: PathLike) -> str:

@@ -31,9 +31,9 @@ RESET_ATTRIBUTE = "wflp_reset_interval"
 # reused within a block of configurations it changes the last bits of the results,
 # not more, and rebuilding it is most of their cost for small cells.
 KNOWN_RESET_INTERVALS = {
-    "ase.calculators.emt.EMT": 64,
-    "ase.calculators.lj.LennardJones": 64,
-    "ase.calculators.morse.MorsePotential": 64,
+    "ase.calculators.emt.EMT": 32,
+    "ase.calculators.lj.LennardJones": 32,
+    "ase.calculators.morse.MorsePotential": 32,
 }
 
 

@@ -14,6 +14,10 @@ from typing import Any, Optional
 
 from ..errors import ParameterError
 
+# parameters wflp supplies itself: the item's random stream, its index, and the block
+# size chunks are aligned to (see Operation)
+RESERVED = ("rng", "index", "block")
+
 
 class Operation:
     """A function made into a chunked, parallel, resumable operation over a ConfigSet.
@@ -32,6 +36,8 @@ class Operation:
     block: ``block(parameters) -> int``; chunks then start only at multiples of
         that many items, so a per-chunk function may keep state (a calculator)
         between the items of one block and still give the same bytes in any run.
+        A function with a parameter named ``block`` is given that size (computed once,
+        in the caller), as it is given ``rng`` and ``index``.
     """
 
     def __init__(self, func: Callable, name: str, version: str = "1", per: str = "item",
@@ -55,6 +61,7 @@ class Operation:
         self._signature = inspect.signature(func)
         self.wants_rng = "rng" in self._signature.parameters
         self.wants_index = "index" in self._signature.parameters
+        self.wants_block = "block" in self._signature.parameters
         functools.update_wrapper(self, func)
 
     def __repr__(self) -> str:
@@ -72,19 +79,19 @@ class Operation:
     @property
     def parameter_names(self) -> list[str]:
         """The parameters a caller passes (not the item, rng or index)."""
-        return [p for p in list(self._signature.parameters)[1:] if p not in ("rng", "index")]
+        return [p for p in list(self._signature.parameters)[1:] if p not in RESERVED]
 
     def bind_parameters(self, args: tuple, kwargs: dict) -> dict:
         """The parameters that define the result, with defaults filled in."""
         params = list(self._signature.parameters.values())
         if not params:
             raise ParameterError(f"operation {self.name!r}: its function takes no item argument")
-        reserved = [k for k in ("rng", "index") if k in kwargs]
+        reserved = [k for k in RESERVED if k in kwargs]
         if reserved:
             raise ParameterError(
                 f"operation {self.name!r}: {reserved[0]!r} is supplied by wflp for each item; "
                 "do not pass it (use seed= for reproducible randomness)")
-        filled = {k: None for k in ("rng", "index") if k in self._signature.parameters}
+        filled = {k: None for k in RESERVED if k in self._signature.parameters}
         try:
             bound = self._signature.bind(None, *args, **kwargs, **filled)
         except TypeError as err:
@@ -94,8 +101,8 @@ class Operation:
         bound.apply_defaults()
         out = dict(bound.arguments)
         out.pop(params[0].name)
-        out.pop("rng", None)
-        out.pop("index", None)
+        for name in RESERVED:
+            out.pop(name, None)
         return out
 
     def validate(self, args: tuple, kwargs: dict, seed: Optional[int] = None) -> dict:
@@ -149,7 +156,7 @@ def _rebuild_operation(func, name, version, per, summary, check=None, describe=N
 
 
 def _sig_tail(sig: inspect.Signature) -> str:
-    parts = [str(p) for p in list(sig.parameters.values())[1:] if p.name not in ("rng", "index")]
+    parts = [str(p) for p in list(sig.parameters.values())[1:] if p.name not in RESERVED]
     return (", " + ", ".join(parts)) if parts else ""
 
 

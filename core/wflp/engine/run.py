@@ -66,7 +66,7 @@ class _Run:
         payload = Payload(self.op.func, self.op.per, tuple(self.args), dict(self.kwargs),
                           self.seed, self.op.wants_rng, self.op.wants_index,
                           self.info.skip_failed, self.info.initializer, self.op.name,
-                          self.info.item_time_limit)
+                          self.info.item_time_limit, self.op.wants_block, self.block)
         try:
             data = cloudpickle.dumps(payload)
         except Exception as err:

@@ -51,6 +51,8 @@ class Payload:
     initializer: Any
     op_name: str
     item_time_limit: Optional[float] = None
+    wants_block: bool = False
+    block: int = 1
 
 
 _payload_cache: dict[str, Payload] = {}
@@ -207,6 +209,8 @@ def _call_kwargs(payload: Payload, rng: Any, index: Any) -> dict:
         kwargs["rng"] = rng
     if payload.wants_index:
         kwargs["index"] = index
+    if payload.wants_block:
+        kwargs["block"] = payload.block
     return kwargs
 
 

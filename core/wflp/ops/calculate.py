@@ -34,13 +34,13 @@ def _check(params: dict, seed: Optional[int]) -> None:
 
 
 def _block(params: dict) -> int:
-    return reset_interval(params["calculator"])
+    return reset_interval(params["calculator"]) or 1
 
 
 @operation("calculate", version="2", per="chunk", check=_check, block=_block)
 def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
               prefix: Optional[str] = None, raise_errors: bool = False,
-              index: Optional[list] = None) -> list:
+              index: Optional[list] = None, block: int = 1) -> list:
     """Evaluate each configuration with an ASE calculator; results go to info/arrays.
 
     calculator: an ASE calculator, or (constructor, args, kwargs) for one that
@@ -54,15 +54,16 @@ def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
     with <prefix>calc_failed=True and <prefix>calc_error.
 
     The calculator is reset as often as it declares (see
-    wflp.calculators.reset_interval), so that results never depend on which
-    configurations a process evaluated before.
+    wflp.calculators.reset_interval): before each configuration whose index is a
+    multiple of *block* (chunks start only there), so that results never depend on
+    which configurations a process evaluated before.
     """
     calc = construct_calculator(calculator)
     prefix = calculator_prefix(calculator, calc) if prefix is None else prefix
     implemented = set(getattr(calc, "implemented_properties", DEFAULT_PROPERTIES))
     wanted = list(properties) if properties is not None else [
         p for p in DEFAULT_PROPERTIES if p in implemented]
-    every = reset_interval(calculator)
+    every = reset_interval(calculator) and block  # 0: never (the interval the caller used)
     indices = index if index is not None else range(len(configs))
     reset = getattr(calc, "reset", None)
     out = []

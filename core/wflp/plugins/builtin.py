@@ -16,12 +16,12 @@ def wflp_calculators() -> list[CalculatorSpec]:
             name="emt", summary="Effective medium theory (ASE), for Al Cu Ag Au Ni Pd Pt, H C N O",
             factory="ase.calculators.emt:EMT",
             properties=("energy", "free_energy", "forces", "stress"), picklable=True,
-            reset_interval=64),
+            reset_interval=32),
         CalculatorSpec(
             name="lj", summary="Lennard-Jones pair potential (ASE)",
             factory="ase.calculators.lj:LennardJones",
             properties=("energy", "free_energy", "forces", "stress"), picklable=True,
-            reset_interval=64),
+            reset_interval=32),
     ]
 
 

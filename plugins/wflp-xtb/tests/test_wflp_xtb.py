@@ -108,3 +108,36 @@ def test_unknown_method_names_the_choices():
     factory = get_calculator("xtb").load()
     with pytest.raises(ParameterError, match="GFN2-xTB, GFN1-xTB"):
         factory(method="GFN0-xTB")
+
+
+def test_results_never_depend_on_what_a_process_computed_before(tmp_path, spawned_pool,
+                                                                fresh_registry):
+    """tblite starts each SCF from the previous result; calculate resets it before every
+    configuration (xtb declares no reset interval), so serial, parallel and reordered
+    runs give the same bytes."""
+    import ase.io
+    from ase.build import molecule
+    from wflp import ConfigSet
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for _ in range(12):  # nearby geometries, as from MD: a reused SCF guess would matter
+        mol = molecule("CH3CH2OH")
+        mol.positions += rng.normal(0, 0.05, mol.positions.shape)
+        frames.append(mol)
+    ase.io.write(tmp_path / "in.xyz", frames)
+    ase.io.write(tmp_path / "reversed.xyz", frames[::-1])
+    runs = {"serial": AutoparaInfo(),
+            "parallel": AutoparaInfo(num_python_subprocesses=2,
+                                     num_inputs_per_python_subprocess=5)}
+    for name, info in runs.items():
+        calculate(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / f"{name}.xyz"),
+                  calculator=("xtb", [], {}), autopara_info=info)
+    calculate(ConfigSet(tmp_path / "reversed.xyz"), OutputSpec(tmp_path / "backwards.xyz"),
+              calculator=("xtb", [], {}))
+    assert (tmp_path / "serial.xyz").read_bytes() == (tmp_path / "parallel.xyz").read_bytes()
+    forward = ase.io.read(tmp_path / "serial.xyz", ":")
+    backward = ase.io.read(tmp_path / "backwards.xyz", ":")[::-1]
+    for a, b in zip(forward, backward):
+        assert a.info["xtb_energy"] == b.info["xtb_energy"]
+        assert np.array_equal(a.arrays["xtb_forces"], b.arrays["xtb_forces"])
