@@ -12,7 +12,7 @@
 from .chunks import ChunkResult, ChunkTask
 from .info import AutoparaInfo
 from .operation import Operation, operation
-from .worker import item_rng, item_time_limit, run_chunk
+from .worker import RunContext, current_run, item_rng, item_time_limit, run_chunk
 
-__all__ = ["AutoparaInfo", "ChunkResult", "ChunkTask", "Operation", "item_rng",
-           "item_time_limit", "operation", "run_chunk"]
+__all__ = ["AutoparaInfo", "ChunkResult", "ChunkTask", "Operation", "RunContext", "current_run",
+           "item_rng", "item_time_limit", "operation", "run_chunk"]

@@ -33,6 +33,7 @@ class ChunkTask:
     group: int                # output group (file) the chunk belongs to
     target: Any = None        # a stage ChunkTarget: write the results there, not back
     cwd: Optional[str] = None  # the caller's directory: workers run there too
+    context: Any = None       # the RunContext of the run (see worker.current_run)
 
     @property
     def end(self) -> int:
@@ -90,7 +91,7 @@ class ChunkSizer:
 
 def plan_chunks(inputs: Any, group_of: Any, sizer: ChunkSizer, *, payload: bytes, digest: str,
                 block: int = 1, done: list | None = None, target_for: Any = None,
-                lazy_frames: bool = False, ship: bool = False,
+                lazy_frames: bool = False, ship: bool = False, context: Any = None,
                 counter: dict | None = None) -> Iterator[ChunkTask]:
     """Cut *inputs* into chunk tasks.
 
@@ -118,7 +119,7 @@ def plan_chunks(inputs: Any, group_of: Any, sizer: ChunkSizer, *, payload: bytes
         end = buf_start + len(buf_items)
         target = target_for(buf_group, buf_start, end) if target_for is not None else None
         return ChunkTask(payload, digest, buf_start, list(buf_locs), list(buf_items), buf_group,
-                         target, cwd)
+                         target, cwd, context)
 
     index = -1
     for index, (loc, item) in enumerate(inputs.iter_with_loc(lazy_frames=lazy_frames)):

@@ -10,6 +10,7 @@ It only connects the pieces that own each concern: the executor runs chunks
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
@@ -33,7 +34,7 @@ from ..records.describe import log_opaque
 from .chunks import ChunkResult, ChunkSizer, ChunkTask, plan_chunks
 from .info import AutoparaInfo
 from .stage import Stage, write_chunk
-from .worker import Payload, remember_payload
+from .worker import Payload, RunContext, remember_payload
 
 log = logging.getLogger("wflp")
 
@@ -60,6 +61,7 @@ class _Run:
             n_known = inputs.cheap_length()
         self.n_known = n_known
         self.sizer = ChunkSizer(info.num_inputs_per_python_subprocess, self.nproc, n_known)
+        self.run_id = secrets.token_hex(6)
 
     # -- the pieces ---------------------------------------------------------------------------
     def payload(self) -> tuple[bytes, str]:
@@ -85,12 +87,15 @@ class _Run:
     def tasks(self, payload: bytes, digest: str, counter: dict, stage: Optional[Stage] = None,
               done: Optional[list] = None) -> Iterator[ChunkTask]:
         shares = capability(self.executor, "shares_files")
+        context = RunContext(self.op.name, tuple(str(f.absolute()) for f in self.outputs.files),
+                             str(stage.folder) if stage is not None else None, self.run_id)
         return plan_chunks(
             self.inputs, self.outputs.output_index if len(self.outputs.files) > 1 else None,
             self.sizer, payload=payload, digest=digest, block=self.block, done=done,
             target_for=stage.target if stage is not None and shares else None,
             lazy_frames=shares and self.nproc > 1,
-            ship=not capability(self.executor, "in_process"), counter=counter)
+            ship=not capability(self.executor, "in_process"), context=context,
+            counter=counter)
 
     def drive(self, tasks: Iterator[ChunkTask], on_result: Callable[[ChunkResult], None],
               to_file: bool) -> None:

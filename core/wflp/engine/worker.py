@@ -55,6 +55,33 @@ class Payload:
     block: int = 1
 
 
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """Where the running operation writes, for code that needs files of its own.
+
+    operation: its name. outputs: the absolute paths of its output files (empty for
+    an in-memory output). stage: its stage folder (None in memory). run_id: a token
+    unique to this run of the driver (the same in every worker).
+    """
+
+    operation: str
+    outputs: tuple = ()
+    stage: Optional[str] = None
+    run_id: str = ""
+
+
+_context: Optional[RunContext] = None
+
+
+def current_run() -> Optional[RunContext]:
+    """The RunContext of the chunk being run in this process (None outside a chunk).
+
+    File-based calculators and generators use it to put one run directory per item
+    beside the output (see wflp.calculators.fileio).
+    """
+    return _context
+
+
 _payload_cache: dict[str, Payload] = {}
 _initialized: set[str] = set()
 
@@ -163,10 +190,11 @@ def item_time_limit(index: Optional[int] = None) -> Iterator[None]:
 
 def run_chunk(task: ChunkTask) -> ChunkResult:
     """Run one chunk; every executor calls this for each chunk, wherever it runs."""
-    global _time_limit
+    global _time_limit, _context
     if task.cwd is not None and task.cwd != os.getcwd():
         os.chdir(task.cwd)  # a reused worker follows its caller, as a serial run would
     _slot_mark(task.start)
+    _context = task.context
     try:
         payload = _load_payload(task)
         _time_limit = payload.item_time_limit
@@ -179,6 +207,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         seconds = time.perf_counter() - t0
     finally:
         _time_limit = None
+        _context = None
         _slot_mark(None)
     if error is not None:
         return ChunkResult(task.start, task.locs, None, 0, error=error,
@@ -361,5 +390,6 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="wflp-parent-watch", daemon=True).start()
 
 
-__all__ = ["ChunkResult", "ChunkTask", "Payload", "WorkerSlots", "init_worker",
+__all__ = ["ChunkResult", "ChunkTask", "Payload", "RunContext", "WorkerSlots", "current_run",
+           "init_worker",
            "item_rng", "item_time_limit", "private_copy", "remember_payload", "run_chunk"]
