@@ -190,15 +190,32 @@ def describe_calculator(calculator: Any, describer: Any) -> Any:
         spec = _registered(ctor)
         owner = get_plugin_manager().provider("calculators", ctor)
         factory = spec.load()
-        return {"registered": spec.name,
+        desc = {"registered": spec.name,
                 "provider": {"distribution": owner.distribution, "version": owner.version},
                 "factory": describer.callable(factory, f"{where}.factory"),
                 "args": describer.describe(list(args), f"{where}.args"),
                 "kwargs": describer.describe(kwargs, f"{where}.kwargs")}
-    return {"constructor": describer.callable(ctor, f"{where}.constructor"),
-            "provider": provider_of(getattr(ctor, "__module__", None) or "?"),
-            "args": describer.describe(list(args), f"{where}.args"),
-            "kwargs": describer.describe(kwargs, f"{where}.kwargs")}
+    else:
+        factory = ctor
+        desc = {"constructor": describer.callable(ctor, f"{where}.constructor"),
+                "provider": provider_of(getattr(ctor, "__module__", None) or "?"),
+                "args": describer.describe(list(args), f"{where}.args"),
+                "kwargs": describer.describe(kwargs, f"{where}.kwargs")}
+    return _with_provenance(desc, calculator, factory, describer, where)
+
+
+def _with_provenance(desc: dict, calculator: Any, factory: Any, describer: Any,
+                     where: str) -> dict:
+    """A calculator class with the provenance protocol (file-based calculators: program
+    version, digests of pseudopotentials) is built (cheaply, by contract) and described
+    by what its ``__wflp_provenance__()`` returns, beside its arguments."""
+    from ..records.describe import PROTOCOL
+
+    if not inspect.isclass(factory) or not callable(getattr(factory, PROTOCOL, None)):
+        return desc
+    calc = construct_calculator(calculator)
+    return {**desc, "provenance": describer.describe(getattr(calc, PROTOCOL)(),
+                                                     f"{where}.provenance")}
 
 
 # -- checking -------------------------------------------------------------------------------

@@ -66,12 +66,15 @@ def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
     every = reset_interval(calculator) and block  # 0: never (the interval the caller used)
     indices = index if index is not None else range(len(configs))
     reset = getattr(calc, "reset", None)
+    start_item = getattr(calc, "__wflp_item__", None)  # file-based: one run directory per item
     out = []
     for pos, (atoms, i) in enumerate(zip(configs, indices)):
         if not isinstance(atoms, Atoms):
             raise TypeError(f"calculate takes Atoms, got {type(atoms).__name__}")
         if every and (pos == 0 or i % every == 0) and callable(reset):
             reset()
+        if callable(start_item):
+            start_item(i)
         with item_time_limit(i):
             _evaluate(atoms, calc, wanted, prefix, raise_errors)
         out.append(atoms)
@@ -94,7 +97,15 @@ def _evaluate(atoms: Atoms, calc, wanted: list, prefix: str, raise_errors: bool)
         return
     finally:
         atoms.calc = None
+        _store_rundir(atoms, calc, prefix)
     store_results(atoms, values, prefix)
+
+
+def _store_rundir(atoms: Atoms, calc, prefix: str) -> None:
+    """Where a file-based calculator kept this configuration's files (wflp.calculators.fileio)."""
+    rundir = getattr(calc, "wflp_rundir", None)
+    if isinstance(rundir, str) and rundir:
+        atoms.info[f"{prefix}rundir"] = rundir
 
 
 def _one_line(text: str) -> str:
