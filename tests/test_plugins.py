@@ -75,8 +75,9 @@ def test_builtins_are_registered_through_the_hooks():
     assert (record.distribution, record.status, record.entry_point) == ("wflp", "ok", None)
     assert record.registered == {
         "calculators": ["emt", "lj"],
-        "generators": ["md", "optimize"],
-        "selectors": ["select_by_bool", "select_by_index"],
+        "generators": ["isolated_atoms", "md", "optimize"],
+        "selectors": ["select_by_bool", "select_by_index", "select_cur",
+                      "select_flat_histogram", "select_fps"],
         "executors": ["pool", "serial"],
     }
     assert pm.get_spec("calculators", "emt").load() is EMT
@@ -198,7 +199,8 @@ def test_invalid_registrations_fail_the_plugin(plugin, reason):
     record = by_plugin(pm)[name]
     assert record.status == "failed"
     assert reason in record.error
-    assert [s.name for s in pm.list_specs("selectors")] == ["select_by_bool", "select_by_index"]
+    assert [s.name for s in pm.list_specs("selectors")] == [
+        "select_by_bool", "select_by_index", "select_cur", "select_flat_histogram", "select_fps"]
 
 
 def test_misspelled_hook_is_a_load_failure(monkeypatch):

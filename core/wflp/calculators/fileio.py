@@ -160,7 +160,7 @@ def _one_line(text: str) -> str:
 
 
 def _short(lines: Sequence[str], n: int = MESSAGE_LINES, width: int = 160) -> str:
-    picked = [_one_line(x) for x in lines if x.strip()][-n:]
+    picked = [_one_line(x) for x in lines if re.search(r"[A-Za-z0-9]", x)][-n:]  # no rules
     return " | ".join(f'"{x[:width]}"' for x in picked)
 
 
@@ -724,7 +724,14 @@ class FileCalculator(BaseCalculator):
             self.code, str(attempt.rundir) if attempt else None, reason,
             returncode=returncode, converged=converged,
             output_file=output_file, output_tail=output_tail, stderr_tail=stderr_tail,
-            cause=_one_line(f"{type(cause).__name__}: {cause}") if cause is not None else "")
+            cause=_describe(cause))
+
+
+def _describe(err: Optional[BaseException]) -> str:
+    if err is None:
+        return ""
+    text = _one_line(str(err))
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _exit_status_of(err: BaseException) -> Optional[int]:

@@ -2,7 +2,12 @@
 
 from .basic import map, select_by_bool, select_by_index
 from .calculate import calculate
+from .isolated import isolated_atoms
 from .md import md
 from .optimize import optimize
+from .selection import GlobalSelector, global_selector
+from .selectors import select_cur, select_flat_histogram, select_fps
 
-__all__ = ["calculate", "map", "md", "optimize", "select_by_bool", "select_by_index"]
+__all__ = ["GlobalSelector", "calculate", "global_selector", "isolated_atoms", "map", "md",
+           "optimize", "select_by_bool", "select_by_index", "select_cur",
+           "select_flat_histogram", "select_fps"]

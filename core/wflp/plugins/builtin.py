@@ -32,6 +32,9 @@ def wflp_generators() -> list[GeneratorSpec]:
                       operation="wflp.ops:md"),
         GeneratorSpec(name="optimize", summary="geometry optimization (ASE optimizers)",
                       operation="wflp.ops:optimize"),
+        GeneratorSpec(name="isolated_atoms",
+                      summary="one isolated atom per element (spin explicit), for E0",
+                      operation="wflp.ops:isolated_atoms"),
     ]
 
 
@@ -42,6 +45,13 @@ def wflp_selectors() -> list[SelectorSpec]:
                      operation="wflp.ops:select_by_bool"),
         SelectorSpec(name="select_by_index", summary="keep items at given input positions",
                      operation="wflp.ops:select_by_index"),
+        SelectorSpec(name="select_cur", summary="leverage-score CUR on a descriptor in info",
+                     operation="wflp.ops:select_cur"),
+        SelectorSpec(name="select_fps", summary="farthest-point sampling of a descriptor",
+                     operation="wflp.ops:select_fps"),
+        SelectorSpec(name="select_flat_histogram",
+                     summary="flat (or Boltzmann-biased) histogram of a per-atom quantity",
+                     operation="wflp.ops:select_flat_histogram"),
     ]
 
 

@@ -1,0 +1,381 @@
+"""Selectors over the whole set: CUR, farthest-point sampling, flat histogram.
+
+Each is a :class:`~wflp.ops.selection.GlobalSelector`: it reads one row per
+configuration, chooses positions with a pure function of the rows, its
+parameters and its seed (the functions ``cur``, ``farthest_points`` and
+``flat_histogram`` below, usable on any array), and writes the chosen
+configurations. They need numpy only; descriptors come from any operation that
+stores one vector per configuration in ``Atoms.info`` (e.g. the ``soap``
+generator of the wflp-soap plugin).
+
+- ``select_cur``: leverage-score CUR on descriptor vectors. ``method="stochastic"``
+  samples configurations with probabilities proportional to their leverage scores
+  over the top singular vectors (as wfl does); ``method="deterministic"`` takes
+  the configuration of highest leverage and deflates: every later score is
+  computed from the descriptors with the directions of those already taken
+  projected out, so near-duplicates (adjacent MD frames) are not taken in pairs.
+- ``select_fps``: greedy farthest-point sampling (Euclidean distance).
+- ``select_flat_histogram``: configurations drawn so that a per-atom quantity (the
+  energy per atom by default) has a flat histogram, optionally biased towards
+  low values by a Boltzmann factor exp(-(E - E_min) / kT).
+
+``exclude`` (CUR and FPS) names configurations chosen before, e.g. a previous
+training set: a configuration whose descriptor is identical to one of them is
+never chosen, and what they cover counts as covered (CUR: their directions are
+projected out first, as if they had been chosen before; FPS: distances are
+measured from them too).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import ParameterError
+from .selection import check_configurations, global_selector
+
+CUR_METHODS = ("deterministic", "stochastic")
+EIGEN_TOLERANCE = 1e-12   # eigenvalues below this fraction of the largest count as zero
+ROW_BLOCK = 8192          # rows per block when scoring: bounds temporary memory
+
+
+# -- reading rows -----------------------------------------------------------------------------
+
+def read_vector(atoms: Any, params: dict) -> np.ndarray:
+    """The descriptor vector of one configuration: ``atoms.info[params["key"]]``."""
+    key = params["key"]
+    info = getattr(atoms, "info", None)
+    if info is None:
+        raise ValueError(f"the item is a {type(atoms).__name__}, not a configuration (Atoms)")
+    if key in info:
+        return np.asarray(info[key], dtype=float)
+    if key in getattr(atoms, "arrays", {}):
+        raise ValueError(
+            f"{key!r} is a per-atom array (Atoms.arrays); this selector needs one vector per "
+            f"configuration in Atoms.info[{key!r}] (e.g. an averaged descriptor: "
+            "soap(..., per_atom=False))")
+    raise ValueError(f"it has no descriptor Atoms.info[{key!r}]; compute one first (e.g. with "
+                     f"the soap generator, key={key!r}) or pass the key that holds it")
+
+
+def read_quantity(atoms: Any, params: dict) -> list[float]:
+    """One number per configuration: ``info[key]`` (or the calculator result of that name,
+    as ASE's readers store energies), divided by the number of atoms if ``per_atom``."""
+    key = params["key"]
+    info = getattr(atoms, "info", None)
+    if info is None:
+        raise ValueError(f"the item is a {type(atoms).__name__}, not a configuration (Atoms)")
+    if key in info:
+        value = info[key]
+    else:
+        results = getattr(getattr(atoms, "calc", None), "results", None) or {}
+        if key not in results:
+            raise ValueError(f"it has no Atoms.info[{key!r}] (nor a calculator result "
+                             f"{key!r}); pass key= naming the quantity to flatten")
+        value = results[key]
+    value = np.asarray(value, dtype=float)
+    if value.size != 1:
+        raise ValueError(f"{key!r} holds {value.size} numbers; the flat histogram needs one "
+                         "number per configuration")
+    value = float(value.ravel()[0])
+    if params.get("per_atom", True):
+        if len(atoms) == 0:
+            raise ValueError("it has no atoms, so it has no quantity per atom")
+        value /= len(atoms)
+    return [value]
+
+
+# -- parameter checks (in the caller, before anything runs) -----------------------------------
+
+def _check_count(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
+        raise ParameterError(f"{name}: n_select must be a whole number >= 1, got {value!r}")
+
+
+def _check_key(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ParameterError(f"{name}: key must be the name of an Atoms.info entry, got "
+                             f"{value!r}")
+
+
+def _check_cur(params: dict, seed: Optional[int]) -> None:
+    _check_count("select_cur", params["n_select"])
+    _check_key("select_cur", params["key"])
+    method = params["method"]
+    if method not in CUR_METHODS:
+        raise ParameterError(f"select_cur: method must be one of {', '.join(CUR_METHODS)}, "
+                             f"got {method!r}")
+    if method == "stochastic" and seed is None:
+        raise ParameterError("select_cur: method='stochastic' draws random numbers: pass "
+                             "seed=<int> (wflp run ... --seed N) so the selection can be "
+                             "repeated")
+    k = params["k"]
+    if k is not None and (isinstance(k, bool) or not isinstance(k, Integral) or k < 1):
+        raise ParameterError(f"select_cur: k (singular vectors in the leverage score) must be "
+                             f"a whole number >= 1 or None, got {k!r}")
+    check_configurations(params["exclude"], "select_cur: exclude")
+
+
+def _check_fps(params: dict, seed: Optional[int]) -> None:
+    _check_count("select_fps", params["n_select"])
+    _check_key("select_fps", params["key"])
+    check_configurations(params["exclude"], "select_fps: exclude")
+
+
+def _check_flat(params: dict, seed: Optional[int]) -> None:
+    _check_count("select_flat_histogram", params["n_select"])
+    _check_key("select_flat_histogram", params["key"])
+    if seed is None:
+        raise ParameterError("select_flat_histogram: it draws random numbers: pass seed=<int> "
+                             "(wflp run ... --seed N) so the selection can be repeated")
+    kT = params["kT"]
+    if kT is not None and (isinstance(kT, bool) or not isinstance(kT, Real) or not kT > 0):
+        raise ParameterError(f"select_flat_histogram: kT must be a positive energy (same units "
+                             f"as the quantity, e.g. eV/atom) or None for no bias, got {kT!r}")
+    bins = params["bins"]
+    if isinstance(bins, bool) or not (
+            (isinstance(bins, Integral) and bins >= 1) or isinstance(bins, str)):
+        raise ParameterError(f"select_flat_histogram: bins must be a whole number >= 1 or a "
+                             f"numpy rule name such as 'auto', got {bins!r}")
+    if not isinstance(params["per_atom"], bool):
+        raise ParameterError(f"select_flat_histogram: per_atom must be true or false, got "
+                             f"{params['per_atom']!r}")
+
+
+def _enough(name: str, n_select: int, n_candidates: int, excluded: int) -> None:
+    if n_select > n_candidates:
+        why = f" ({excluded} are identical to configurations to exclude)" if excluded else ""
+        raise ParameterError(f"{name}: n_select={n_select} but there are only {n_candidates} "
+                             f"candidate configurations{why}; ask for fewer")
+
+
+# -- the pure functions -----------------------------------------------------------------------
+
+def identical_rows(rows: np.ndarray, exclude: Optional[np.ndarray]) -> np.ndarray:
+    """Boolean mask of the rows bitwise identical to a row of *exclude*."""
+    mask = np.zeros(len(rows), dtype=bool)
+    if exclude is None or len(exclude) == 0:
+        return mask
+    seen = {np.ascontiguousarray(e).tobytes() for e in exclude}
+    for i, row in enumerate(rows):
+        if np.ascontiguousarray(row).tobytes() in seen:
+            mask[i] = True
+    return mask
+
+
+def _orthonormal_span(vectors: np.ndarray) -> np.ndarray:
+    """An orthonormal basis (d x r) of the span of the rows of *vectors*."""
+    if vectors is None or len(vectors) == 0:
+        return np.zeros((0, 0))
+    gram = vectors.T @ vectors
+    values, vecs = np.linalg.eigh(gram)
+    if values[-1] <= 0:
+        return np.zeros((vectors.shape[1], 0))
+    keep = values > EIGEN_TOLERANCE * values[-1]
+    return vecs[:, keep]
+
+
+def _deflate(cov: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(I - qq^T) C (I - qq^T) for a unit vector q (C symmetric)."""
+    cq = cov @ q
+    qcq = float(q @ cq)
+    return cov - np.outer(q, cq) - np.outer(cq, q) + qcq * np.outer(q, q)
+
+
+def _top_eigen(cov: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest eigenvalues (above the tolerance) of a symmetric matrix, with vectors."""
+    values, vecs = np.linalg.eigh(cov)
+    values, vecs = values[::-1], vecs[:, ::-1]
+    if values[0] <= 0:
+        return values[:0], vecs[:, :0]
+    keep = min(k, int(np.count_nonzero(values > EIGEN_TOLERANCE * values[0])))
+    return values[:keep], vecs[:, :keep]
+
+
+def _scores(rows: np.ndarray, values: np.ndarray, vecs: np.ndarray) -> np.ndarray:
+    """Leverage scores: mean over the k vectors of (row . v / s)^2, block by block."""
+    out = np.empty(len(rows))
+    scale = vecs / np.sqrt(values)
+    for start in range(0, len(rows), ROW_BLOCK):
+        proj = rows[start:start + ROW_BLOCK] @ scale
+        out[start:start + ROW_BLOCK] = np.einsum("ij,ij->i", proj, proj) / len(values)
+    return out
+
+
+def cur(rows: np.ndarray, n_select: int, method: str = "deterministic",
+        k: Optional[int] = None, exclude: Optional[np.ndarray] = None,
+        rng: Optional[np.random.Generator] = None) -> list[int]:
+    """Positions of *n_select* rows chosen by leverage-score CUR (see the module docstring).
+
+    k: singular vectors in the leverage score (default: 1 for deterministic, as in
+    scikit-matter; min(n_select, rank) for stochastic, as in wfl). Scores come from the
+    eigenvectors of rows^T rows (d x d), so memory is the rows plus d^2, and a
+    deterministic choice costs O(n_select d^3). The deterministic choice goes in
+    rounds: when every remaining candidate lies in the span of the rows taken (and
+    excluded) in this round, a new round starts from the remaining candidates,
+    undeflated.
+    """
+    rows = np.asarray(rows, dtype=float)
+    blocked = identical_rows(rows, exclude)
+    available = ~blocked
+    _enough("select_cur", n_select, int(available.sum()), int(blocked.sum()))
+    basis = (_orthonormal_span(np.asarray(exclude, dtype=float))
+             if exclude is not None and len(exclude) else np.zeros((rows.shape[1], 0)))
+    plain = _gram(rows, available)
+    cov = plain
+    for j in range(basis.shape[1]):
+        cov = _deflate(cov, basis[:, j])
+    if method == "stochastic":
+        if rng is None:
+            raise ParameterError("select_cur: method='stochastic' needs a seed")
+        kk = k if k is not None else n_select
+        values, vecs = _top_eigen(cov, kk)
+        if len(values) == 0:  # what is excluded spans every candidate: score without it
+            values, vecs = _top_eigen(plain, kk)
+        if len(values) == 0:
+            raise ParameterError("select_cur: every candidate descriptor is zero; CUR cannot "
+                                 "rank them")
+        p = _scores(rows, values, vecs)
+        p[blocked] = 0.0
+        # rows outside the top singular directions score 0; a tiny floor lets them fill
+        # a request for more rows than there are directions
+        p[available] = np.maximum(p[available], p[available].max() * 1e-12)
+        p /= p.sum()
+        return [int(i) for i in rng.choice(len(rows), size=n_select, replace=False, p=p)]
+    kk = k if k is not None else 1
+    taken: list[int] = []
+    directions = [basis[:, j] for j in range(basis.shape[1])]
+    scale = np.trace(plain)
+    while len(taken) < n_select:
+        values, vecs = _top_eigen(cov, kk)
+        best = -1
+        if len(values) and values[0] > EIGEN_TOLERANCE * scale:
+            scores = _scores(rows, values, vecs)
+            scores[~available] = -np.inf
+            best = int(np.argmax(scores))
+            if not scores[best] > 0:
+                best = -1
+        if best < 0:  # the remaining candidates lie in the span of this round's rows
+            if not directions:
+                raise ParameterError("select_cur: the remaining candidate descriptors are all "
+                                     "zero; CUR cannot rank them")
+            directions = []
+            cov = _gram(rows, available)
+            scale = np.trace(cov)
+            continue
+        taken.append(best)
+        available[best] = False
+        q = rows[best].copy()
+        for _ in range(2):  # Gram-Schmidt, twice for round-off
+            for u in directions:
+                q -= (u @ q) * u
+        norm = np.linalg.norm(q)
+        if norm > np.sqrt(EIGEN_TOLERANCE) * np.linalg.norm(rows[best]):
+            q /= norm
+            directions.append(q)
+            cov = _deflate(cov, q)
+    return taken
+
+
+def _gram(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """rows[mask]^T rows[mask], block by block (no copy of the whole array)."""
+    out = np.zeros((rows.shape[1], rows.shape[1]))
+    for start in range(0, len(rows), ROW_BLOCK):
+        block = rows[start:start + ROW_BLOCK][mask[start:start + ROW_BLOCK]]
+        out += block.T @ block
+    return out
+
+
+def farthest_points(rows: np.ndarray, n_select: int,
+                    exclude: Optional[np.ndarray] = None) -> list[int]:
+    """Positions of *n_select* rows by greedy farthest-point sampling (Euclidean).
+
+    Without *exclude* the first is the row farthest from the mean; each next one is the
+    candidate whose distance to the nearest row taken (or excluded) is largest; ties go
+    to the lowest position.
+    """
+    rows = np.asarray(rows, dtype=float)
+    blocked = identical_rows(rows, exclude)
+    _enough("select_fps", n_select, int((~blocked).sum()), int(blocked.sum()))
+    taken: list[int] = []
+    nearest = np.full(len(rows), np.inf)
+    if exclude is not None and len(exclude):
+        for e in np.asarray(exclude, dtype=float):
+            np.minimum(nearest, _sqdist(rows, e), out=nearest)
+    else:  # start from the row farthest from the mean
+        first = int(np.argmax(_sqdist(rows, rows.mean(axis=0))))
+        taken.append(first)
+        nearest = _sqdist(rows, rows[first])
+        nearest[first] = -np.inf
+    nearest[blocked] = -np.inf
+    while len(taken) < n_select:
+        best = int(np.argmax(nearest))
+        taken.append(best)
+        np.minimum(nearest, _sqdist(rows, rows[best]), out=nearest)
+        nearest[best] = -np.inf
+    return taken
+
+
+def _sqdist(rows: np.ndarray, point: np.ndarray) -> np.ndarray:
+    out = np.empty(len(rows))
+    for start in range(0, len(rows), ROW_BLOCK):
+        diff = rows[start:start + ROW_BLOCK] - point
+        out[start:start + ROW_BLOCK] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
+def flat_histogram(rows: np.ndarray, n_select: int, kT: Optional[float] = None,
+                   bins: Any = 20, rng: Optional[np.random.Generator] = None) -> list[int]:
+    """Positions of *n_select* rows drawn (without replacement) so that the quantity in
+    the first column has a flat histogram over *bins* bins, times exp(-(E_bin - E_min)/kT)
+    with kT (E_bin: the bin's centre). Each row's probability is its bin's weight divided
+    by the bin's population."""
+    if rng is None:
+        raise ParameterError("select_flat_histogram needs a seed")
+    values = np.asarray(rows, dtype=float)[:, 0]
+    _enough("select_flat_histogram", n_select, len(values), 0)
+    edges = np.histogram_bin_edges(values, bins=bins)
+    which = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 2)
+    population = np.bincount(which, minlength=len(edges) - 1)
+    weight = np.ones(len(edges) - 1)
+    if kT is not None:
+        centres = 0.5 * (edges[:-1] + edges[1:])
+        weight = np.exp(-(centres - values.min()) / kT)
+    p = weight[which] / population[which]
+    p /= p.sum()
+    if np.count_nonzero(p) < n_select:  # a strong bias underflows: give the rest a floor
+        p = np.maximum(p, p.max() * 1e-300)
+        p /= p.sum()
+    return [int(i) for i in rng.choice(len(values), size=n_select, replace=False, p=p)]
+
+
+# -- the registered selectors -----------------------------------------------------------------
+
+@global_selector("select_cur", read=read_vector, version="1", check=_check_cur)
+def select_cur(rows: np.ndarray, n_select: int, key: str = "soap",
+               method: str = "deterministic", k: Optional[int] = None, exclude: Any = None,
+               rng: Any = None) -> list[int]:
+    """Keep n_select configurations by leverage-score CUR on the descriptors in info[key]."""
+    return cur(rows, n_select, method=method, k=k, exclude=exclude, rng=rng)
+
+
+@global_selector("select_fps", read=read_vector, version="1", check=_check_fps)
+def select_fps(rows: np.ndarray, n_select: int, key: str = "soap",
+               exclude: Any = None) -> list[int]:
+    """Keep n_select configurations by farthest-point sampling of the descriptors in info[key]."""
+    return farthest_points(rows, n_select, exclude=exclude)
+
+
+@global_selector("select_flat_histogram", read=read_quantity, version="1", check=_check_flat)
+def select_flat_histogram(rows: np.ndarray, n_select: int, key: str = "energy",
+                          per_atom: bool = True, kT: Optional[float] = None, bins: Any = 20,
+                          rng: Any = None) -> list[int]:
+    """Keep n_select configurations drawn for a flat (or Boltzmann-biased) histogram of a
+    per-atom quantity."""
+    return flat_histogram(rows, n_select, kT=kT, bins=bins, rng=rng)
+
+
+__all__ = ["cur", "farthest_points", "flat_histogram", "identical_rows", "read_quantity",
+           "read_vector", "select_cur", "select_flat_histogram", "select_fps"]
