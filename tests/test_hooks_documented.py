@@ -57,8 +57,8 @@ def python_blocks(body: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", body, flags=re.S)
 
 
-def test_there_is_one_hook_per_kind():
-    assert HOOKS == sorted(f"wflp_{kind}" for kind in types.KINDS)
+def test_there_is_one_registration_hook_per_kind_and_the_commands_hook():
+    assert HOOKS == sorted([f"wflp_{kind}" for kind in types.KINDS] + ["wflp_commands"])
 
 
 @pytest.mark.parametrize("hook", HOOKS)

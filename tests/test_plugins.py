@@ -78,7 +78,8 @@ def test_builtins_are_registered_through_the_hooks():
         "generators": ["isolated_atoms", "md", "optimize"],
         "selectors": ["select_by_bool", "select_by_index", "select_cur",
                       "select_flat_histogram", "select_fps"],
-        "executors": ["pool", "serial"],
+        "executors": ["pool", "queue", "serial"],
+        "schedulers": ["local"],
     }
     assert pm.get_spec("calculators", "emt").load() is EMT
     assert pm.get_spec("calculators", "lj").load() is LennardJones
@@ -94,7 +95,8 @@ def test_kinds_singular_or_plural_and_names_normalized():
     spec = pm.get_spec("calculators", "emt")
     assert pm.get_spec("Calculator", "EMT") is spec
     assert pm.get_spec("calculator", " Emt ") is spec
-    assert [s.name for s in pm.list_specs("executor")] == ["pool", "serial"]
+    assert [s.name for s in pm.list_specs("executor")] == ["pool", "queue", "serial"]
+    assert [s.name for s in pm.list_specs("scheduler")] == ["local"]
     with pytest.raises(UnknownNameError, match="calculators, generators, selectors, fitters"):
         pm.get_spec("calculater", "emt")
 
@@ -105,7 +107,7 @@ def test_the_engine_finds_executors_through_the_registry(wflp_plugin_manager):
     assert isinstance(get_executor(AutoparaInfo().resolved()), SerialExecutor)
     info = AutoparaInfo(num_python_subprocesses=2).resolved()
     assert isinstance(get_executor(info), PoolExecutor)
-    with pytest.raises(UnknownNameError, match="available executors: pool, serial"):
+    with pytest.raises(UnknownNameError, match="available executors: pool, queue, serial"):
         get_executor(AutoparaInfo(executor="slurm").resolved())
 
 

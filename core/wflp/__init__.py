@@ -26,7 +26,9 @@ _LAZY = {
     "ExecutorSpec": "wflp.plugins.types",
     "FitterSpec": "wflp.plugins.types",
     "GeneratorSpec": "wflp.plugins.types",
+    "SchedulerSpec": "wflp.plugins.types",
     "SelectorSpec": "wflp.plugins.types",
+    "RemoteInfo": "wflp.remote",
     "shutdown_pool": "wflp.exec.local",
 }
 

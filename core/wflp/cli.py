@@ -48,7 +48,33 @@ def _fail(prefix: str, message: str, code: int) -> NoReturn:
 
 
 class _WflpGroup(click.Group):
-    """The top-level group: turns exceptions into one-line messages and exit codes."""
+    """The top-level group: turns exceptions into one-line messages and exit codes, and
+    lets plugins add commands (the wflp_commands hook), loaded only when a command that
+    is not built in is asked for, or the list of commands is shown."""
+
+    _plugins_added = False
+
+    def _add_plugin_commands(self) -> None:
+        if _WflpGroup._plugins_added:
+            return
+        _WflpGroup._plugins_added = True
+        from .plugins import get_plugin_manager
+
+        try:
+            get_plugin_manager().add_commands(self)
+        except WflpError as err:  # strict plugin loading: say it, keep the built-ins
+            click.echo(f"wflp: error: {_one_line(str(err))}", err=True)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        found = super().get_command(ctx, cmd_name)
+        if found is None:
+            self._add_plugin_commands()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
+        return super().list_commands(ctx)
 
     def main(self, args: Optional[Sequence[str]] = None, prog_name: Optional[str] = None,
              complete_var: Optional[str] = None, standalone_mode: bool = True,
@@ -403,6 +429,13 @@ def _rel(path: Any) -> str:
     except ValueError:  # pragma: no cover - another drive on Windows
         return str(path)
     return str(path) if rel.startswith(".." + os.sep + "..") else rel
+
+
+# -- jobs -----------------------------------------------------------------------------------
+
+from .remote.cli import jobs_group  # noqa: E402  (light: click only)
+
+cli.add_command(jobs_group)
 
 
 # -- new-plugin ---------------------------------------------------------------------------

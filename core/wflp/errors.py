@@ -51,6 +51,10 @@ class ItemTimeoutError(OperationError):
     """An item ran longer than AutoparaInfo.item_time_limit; it counts as a failed item."""
 
 
+class JobsPending(WflpError):
+    """Queued jobs were submitted and not waited for (RemoteInfo(wait_for_results=False))."""
+
+
 class PluginError(WflpError):
     """A plugin failed to load, registered something invalid, or clashes with another."""
 

@@ -51,7 +51,7 @@ class ChunkResult:
     error: Optional[str] = None         # traceback text of an item that failed
     error_index: Optional[int] = None
     seconds: float = 0.0                # time spent running the chunk
-    chunk_file: Optional[str] = None    # the chunk file written (or to adopt, for remote runs)
+    chunk_files: list = dataclasses.field(default_factory=list)  # written, or to adopt
     skipped: list = dataclasses.field(default_factory=list)  # [(index, reason)] skip_failed
     group: int = 0                      # output group of the chunk
 
@@ -92,7 +92,7 @@ class ChunkSizer:
 def plan_chunks(inputs: Any, group_of: Any, sizer: ChunkSizer, *, payload: bytes, digest: str,
                 block: int = 1, done: list | None = None, target_for: Any = None,
                 lazy_frames: bool = False, ship: bool = False, context: Any = None,
-                counter: dict | None = None) -> Iterator[ChunkTask]:
+                counter: dict | None = None, start_index: int = 0) -> Iterator[ChunkTask]:
     """Cut *inputs* into chunk tasks.
 
     group_of(loc) -> output group of an item (None: one group). done: sorted,
@@ -101,6 +101,7 @@ def plan_chunks(inputs: Any, group_of: Any, sizer: ChunkSizer, *, payload: bytes
     come back). lazy_frames: extxyz frames travel as FrameRefs, parsed by the worker.
     ship: items leave this process, so live calculators are replaced by their results.
     counter gets "n_items" (all items seen) and "skipped" (items already done).
+    start_index: the global index of the first input (a queued job runs a slice).
     """
     from .worker import private_copy
 
@@ -113,7 +114,7 @@ def plan_chunks(inputs: Any, group_of: Any, sizer: ChunkSizer, *, payload: bytes
     buf_locs: list = []
     buf_start = 0
     buf_group = 0
-    size = sizer.size(0)
+    size = sizer.size(start_index)
 
     def flush() -> ChunkTask:
         end = buf_start + len(buf_items)
@@ -121,8 +122,9 @@ def plan_chunks(inputs: Any, group_of: Any, sizer: ChunkSizer, *, payload: bytes
         return ChunkTask(payload, digest, buf_start, list(buf_locs), list(buf_items), buf_group,
                          target, cwd, context)
 
-    index = -1
-    for index, (loc, item) in enumerate(inputs.iter_with_loc(lazy_frames=lazy_frames)):
+    index = start_index - 1
+    for index, (loc, item) in enumerate(inputs.iter_with_loc(lazy_frames=lazy_frames),
+                                        start=start_index):
         if ship and isinstance(item, Atoms) and item.calc is not None:
             item = private_copy(item)
         group = group_of(loc) if group_of is not None else 0
@@ -143,7 +145,7 @@ def plan_chunks(inputs: Any, group_of: Any, sizer: ChunkSizer, *, payload: bytes
         buf_locs.append(loc)
     if buf_items:
         yield flush()
-    counter["n_items"] = index + 1
+    counter["n_items"] = index + 1 - start_index
 
 
 __all__ = ["CHUNK_SECONDS", "ChunkResult", "ChunkSizer", "ChunkTask", "plan_chunks"]

@@ -39,8 +39,11 @@ class AutoparaInfo:
     threads_per_worker: BLAS/OpenMP threads in each worker process (default 1).
     progress: show a tqdm bar (default: when stderr is a terminal and
         $WFLP_PROGRESS is not 0).
-    executor: name of a registered executor (default: "serial" or "pool").
-    remote_info: where to run as queued jobs; consumed by remote executors.
+    executor: name of a registered executor (default: "queue" with remote_info, else
+        "serial" or "pool").
+    remote_info: a wflp.RemoteInfo: run as queued jobs of a fixed number of inputs
+        on a configured system; num_python_subprocesses is then the pool inside each
+        job (default: the job's num_cores).
     """
 
     num_python_subprocesses: Optional[int] = None
@@ -81,6 +84,12 @@ class AutoparaInfo:
         if not isinstance(self.skip_failed, bool):
             raise ParameterError(f"AutoparaInfo.skip_failed must be True or False, got "
                                  f"{self.skip_failed!r}")
+        if self.remote_info is not None:
+            check = getattr(self.remote_info, "checked", None)
+            if check is None:
+                raise ParameterError(f"AutoparaInfo.remote_info must be a wflp.RemoteInfo, got "
+                                     f"{type(self.remote_info).__name__}")
+            check()
         return dataclasses.replace(self, num_python_subprocesses=int(nproc))
 
     def show_progress(self) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import cloudpickle
 
 from ..configset import ConfigSet, MemoryCollector, OutputSpec
-from ..errors import InputError, NotPicklableError, OperationError
+from ..errors import InputError, JobsPending, NotPicklableError, OperationError
 from ..exec import capability, executor_name, get_executor
 from ..records import (
     Describer,
@@ -40,10 +40,18 @@ log = logging.getLogger("wflp")
 
 
 def run_operation(op: Any, inputs: ConfigSet, outputs: OutputSpec, args: tuple, kwargs: dict,
-                  params: dict, seed: Optional[int], info: AutoparaInfo) -> ConfigSet:
-    """Run an operation whose parameters were validated (Operation.__call__ does that)."""
+                  params: dict, seed: Optional[int], info: AutoparaInfo) -> Optional[ConfigSet]:
+    """Run an operation whose parameters were validated (Operation.__call__ does that).
+
+    Returns None when queued jobs were submitted without waiting for them
+    (RemoteInfo(wait_for_results=False)): a rerun collects them.
+    """
     run = _Run(op, inputs, outputs, args, kwargs, params, seed, info)
-    return run.to_memory() if outputs.is_in_memory else run.to_files()
+    try:
+        return run.to_memory() if outputs.is_in_memory else run.to_files()
+    except JobsPending as pending:
+        log.warning("%s: %s", op.name, pending)
+        return None
 
 
 class _Run:
@@ -55,12 +63,16 @@ class _Run:
         self.executor = get_executor(info)
         self.nproc = info.num_python_subprocesses or 1
         self.block = op.block_size(params)
+        self.batches = capability(self.executor, "submits_batches")
         n_known = inputs.known_length()
         if n_known is None and info.num_inputs_per_python_subprocess is None and self.nproc > 1:
             # knowing the length lets the last chunks shrink so the processes finish together
             n_known = inputs.cheap_length()
         self.n_known = n_known
-        self.sizer = ChunkSizer(info.num_inputs_per_python_subprocess, self.nproc, n_known)
+        fixed = info.num_inputs_per_python_subprocess
+        if self.batches:  # queued jobs take a fixed number of inputs each
+            fixed = info.remote_info.num_inputs_per_queued_job
+        self.sizer = ChunkSizer(fixed, self.nproc, n_known)
         self.run_id = secrets.token_hex(6)
 
     # -- the pieces ---------------------------------------------------------------------------
@@ -92,7 +104,8 @@ class _Run:
         return plan_chunks(
             self.inputs, self.outputs.output_index if len(self.outputs.files) > 1 else None,
             self.sizer, payload=payload, digest=digest, block=self.block, done=done,
-            target_for=stage.target if stage is not None and shares else None,
+            target_for=stage.target if stage is not None and (shares or self.batches)
+            else None,
             lazy_frames=shares and self.nproc > 1,
             ship=not capability(self.executor, "in_process"), context=context,
             counter=counter)
@@ -167,8 +180,9 @@ class _Run:
                 if res.results is not None:  # came back in memory: write its chunk here
                     write_chunk(stage.target(res.group, res.start, res.end), res.results,
                                 label)
-                elif res.chunk_file is not None and not shares:
-                    stage.adopt(res.chunk_file)  # written elsewhere (a queued job)
+                elif res.chunk_files and not shares:
+                    for path in res.chunk_files:  # written elsewhere (a queued job)
+                        stage.adopt(path)
 
             try:
                 self.drive(self.tasks(payload, digest, counter, stage, done), on_result,

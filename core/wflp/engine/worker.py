@@ -220,7 +220,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     from .stage import write_chunk
 
     path = write_chunk(task.target, results, payload.op_name)
-    return ChunkResult(task.start, task.locs, None, n_out, seconds=seconds, chunk_file=path,
+    return ChunkResult(task.start, task.locs, None, n_out, seconds=seconds, chunk_files=[path],
                        skipped=skipped, group=task.group)
 
 

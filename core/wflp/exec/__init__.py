@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ParameterError
 from .base import CAPABILITIES, Executor, capability
 
 
@@ -14,10 +13,7 @@ def executor_name(info: Any) -> str:
     name = info.executor
     if name is None:
         if info.remote_info is not None:
-            raise ParameterError(
-                "AutoparaInfo.remote_info is set but no executor was named; set "
-                "AutoparaInfo.executor to a remote executor (see `wflp list-plugins --kind "
-                "executors`)")
+            return "queue"
         name = "pool" if (info.num_python_subprocesses or 1) > 1 else "serial"
     return name
 

@@ -34,6 +34,7 @@ from .types import (
     ExecutorSpec,
     FitterSpec,
     GeneratorSpec,
+    SchedulerSpec,
     SelectorSpec,
     load_target,
     normalize_name,
@@ -109,6 +110,11 @@ def get_fitter(name: str) -> FitterSpec:
     return get_spec("fitters", name)
 
 
+def get_scheduler(name: str) -> SchedulerSpec:
+    """The SchedulerSpec registered as *name*; ``.load()()`` gives the dialect."""
+    return get_spec("schedulers", name)
+
+
 def get_executor(name: str, **options: Any) -> Any:
     """A new instance of the executor registered as *name*, built with *options*."""
     return get_plugin_manager().get_executor(name, **options)
@@ -123,9 +129,9 @@ def plugin_report() -> list[PluginRecord]:
 __all__ = [
     "DISABLED", "ENTRY_POINT_GROUP", "ENV_ALLOW", "ENV_STRICT", "FAILED", "KINDS", "OK",
     "CalculatorSpec", "ExecutorSpec", "FitterSpec", "GeneratorSpec", "PluginError",
-    "PluginRecord", "SelectorSpec", "UnknownNameError", "WflpPluginManager",
+    "PluginRecord", "SchedulerSpec", "SelectorSpec", "UnknownNameError", "WflpPluginManager",
     "get_calculator", "get_executor", "get_fitter", "get_generator", "get_plugin_manager",
-    "get_selector", "get_spec", "hookimpl", "hookspec", "iter_entry_points", "list_specs",
-    "load_target", "normalize_kind", "normalize_name", "plugin_report",
+    "get_scheduler", "get_selector", "get_spec", "hookimpl", "hookspec", "iter_entry_points",
+    "list_specs", "load_target", "normalize_kind", "normalize_name", "plugin_report",
     "reset_plugin_manager", "use_plugin_manager",
 ]

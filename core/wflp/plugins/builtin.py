@@ -6,7 +6,7 @@ Targets are import paths, so nothing here is imported before it is used.
 from __future__ import annotations
 
 from .hookspecs import hookimpl
-from .types import CalculatorSpec, ExecutorSpec, GeneratorSpec, SelectorSpec
+from .types import CalculatorSpec, ExecutorSpec, GeneratorSpec, SchedulerSpec, SelectorSpec
 
 
 @hookimpl
@@ -62,4 +62,16 @@ def wflp_executors() -> list[ExecutorSpec]:
                      factory="wflp.exec.local:SerialExecutor"),
         ExecutorSpec(name="pool", summary="chunks in a reusable pool of worker processes",
                      factory="wflp.exec.local:PoolExecutor"),
+        ExecutorSpec(name="queue", summary="batches of inputs as queued jobs on a system "
+                                           "(AutoparaInfo(remote_info=RemoteInfo(...)))",
+                     factory="wflp.exec.queue:QueueExecutor"),
+    ]
+
+
+@hookimpl
+def wflp_schedulers() -> list[SchedulerSpec]:
+    return [
+        SchedulerSpec(name="local", summary="jobs as background processes on the system, "
+                                            "no queueing system needed",
+                      factory="wflp.remote.scheduler:LocalScheduler"),
     ]

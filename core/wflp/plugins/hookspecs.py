@@ -13,10 +13,18 @@ Every example below runs as it is (the test suite runs them as doctests).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pluggy
 
-from .types import CalculatorSpec, ExecutorSpec, FitterSpec, GeneratorSpec, SelectorSpec
+from .types import (
+    CalculatorSpec,
+    ExecutorSpec,
+    FitterSpec,
+    GeneratorSpec,
+    SchedulerSpec,
+    SelectorSpec,
+)
 
 PROJECT = "wflp"
 
@@ -177,4 +185,63 @@ def wflp_executors() -> Iterable[ExecutorSpec]:
         >>> executor = pm.get_executor("counting", log=[])
         >>> type(executor).__name__
         'CountingExecutor'
+    """
+
+
+@hookspec
+def wflp_schedulers() -> Iterable[SchedulerSpec]:
+    """Register queueing-system dialects: ``factory()`` returns a
+    ``wflp.remote.scheduler.Scheduler``. A system in the systems configuration names one
+    with ``scheduler = "<name>"``; the core owns the job store, transport, polling and
+    resume, so a dialect only renders, submits, lists, accounts and cancels.
+
+    Example: a dialect whose jobs are plain background processes, as ``local`` but
+    named otherwise::
+
+        >>> from wflp import hookimpl
+        >>> from wflp.plugins import SchedulerSpec, WflpPluginManager
+        >>> from wflp.remote.scheduler import LocalScheduler
+        >>> class Nohup(LocalScheduler):
+        ...     name = "nohup"
+        >>> class NohupPlugin:
+        ...     @hookimpl
+        ...     def wflp_schedulers(self):
+        ...         return [SchedulerSpec(name="nohup", summary="background processes",
+        ...                               factory=Nohup)]
+        >>> pm = WflpPluginManager(entry_points=())
+        >>> pm.register_plugin(NohupPlugin())
+        'NohupPlugin'
+        >>> scheduler = pm.get_spec("schedulers", "nohup").load()()
+        >>> scheduler.status_command(["12", "13"])
+        ['ps', '-o', 'pid=,stat=', '-p', '12,13']
+    """
+
+
+@hookspec
+def wflp_commands(cli: Any) -> None:
+    """Add commands to the ``wflp`` command line: *cli* is its click group. Called once,
+    when a command that is not built in is asked for (or ``wflp --help``); a plugin whose
+    hook raises is reported and the others' commands still work.
+
+    Example: a ``wflp hello`` command::
+
+        >>> import click
+        >>> from click.testing import CliRunner
+        >>> from wflp import hookimpl
+        >>> from wflp.plugins import WflpPluginManager
+        >>> class HelloPlugin:
+        ...     @hookimpl
+        ...     def wflp_commands(self, cli):
+        ...         @cli.command("hello")
+        ...         @click.argument("name")
+        ...         def hello(name):
+        ...             click.echo(f"hello {name}")
+        >>> pm = WflpPluginManager(entry_points=())
+        >>> pm.register_plugin(HelloPlugin())
+        'HelloPlugin'
+        >>> group = click.Group("demo")
+        >>> pm.add_commands(group)
+        ['hello']
+        >>> CliRunner().invoke(group, ["hello", "world"]).output
+        'hello world\\n'
     """

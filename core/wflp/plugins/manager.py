@@ -265,7 +265,8 @@ class WflpPluginManager:
             self.pm.unregister(plugin)
             raise PluginError(
                 f"unknown hook(s) {', '.join(unknown)}; the hooks are "
-                f"{', '.join('wflp_' + k for k in KINDS)} (check the spelling)"
+                f"{', '.join(['wflp_' + k for k in KINDS] + ['wflp_commands'])} (check the "
+                "spelling)"
             )
         record.status = OK
         self._records[name] = record
@@ -411,6 +412,26 @@ class WflpPluginManager:
         kind = normalize_kind(kind)
         registry = self._get_registry()
         return [registry[kind][n][0] for n in sorted(registry[kind])]
+
+    def add_commands(self, cli: Any) -> list[str]:
+        """Let every plugin add commands to the click group *cli* (the wflp_commands hook);
+        returns the names added. A plugin whose hook raises is reported, the rest work."""
+        with self._lock:
+            self.load()
+            before = set(getattr(cli, "commands", {}))
+            for impl in self.pm.hook.wflp_commands.get_hookimpls():
+                name = self.pm.get_name(impl.plugin)
+                try:
+                    impl.function(cli=cli)
+                except Exception as err:
+                    record = self._records.get(name)
+                    who = record.describe() if record else f"plugin {name!r}"
+                    if self.strict:
+                        raise PluginError(f"{who}: its hook wflp_commands raised "
+                                          f"{type(err).__name__}: {err}") from err
+                    log.warning("%s: its hook wflp_commands raised %s: %s; its commands are "
+                                "left out", who, type(err).__name__, err)
+            return sorted(set(getattr(cli, "commands", {})) - before)
 
     def get_executor(self, name: str, **options: Any) -> Any:
         """A new executor instance: the registered factory called with *options*."""

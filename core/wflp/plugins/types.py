@@ -15,7 +15,7 @@ from typing import Any, Union
 
 from ..errors import PluginError
 
-KINDS = ("calculators", "generators", "selectors", "fitters", "executors")
+KINDS = ("calculators", "generators", "selectors", "fitters", "executors", "schedulers")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 Target = Union[str, Callable[..., Any]]
@@ -184,5 +184,17 @@ class ExecutorSpec(_Spec):
     target_field = "factory"
 
 
+@dataclasses.dataclass(frozen=True)
+class SchedulerSpec(_Spec):
+    """A queueing system's dialect: factory() returns a wflp.remote.scheduler.Scheduler
+    (render the job header, submit and read the id, one status call for all jobs and
+    its parsing into the common states, accounting, cancel). Systems name it with
+    ``scheduler = "<name>"``; the core does the rest (store, transport, polling)."""
+
+    factory: Target = None  # type: ignore[assignment]
+    kind = "schedulers"
+    target_field = "factory"
+
+
 SPEC_TYPES = {cls.kind: cls for cls in (CalculatorSpec, GeneratorSpec, SelectorSpec,
-                                         FitterSpec, ExecutorSpec)}
+                                         FitterSpec, ExecutorSpec, SchedulerSpec)}

@@ -1,0 +1,226 @@
+"""Schedulers: the dialect of one queueing system, and nothing else.
+
+A scheduler plugin provides only what differs between queueing systems: how to
+render a job's header from its resources, the command that submits a job script
+and how to read the job id from its output, the one status command for all of a
+system's jobs and how to read it into the common :class:`JobState`, accounting
+for finished jobs, cancelling, and finding a job by its unique name. The core
+owns everything else: job directories, the job store, transport (local or SSH,
+with the system's command prefix), polling and resume (see wflp.remote.jobs).
+
+Every method that names a command returns an argv list; the core runs it through
+the system's transport, with the system's ``command_prefix`` in front, quoting each
+word. :class:`LocalScheduler` is the first implementation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import shlex
+from typing import Any, Optional
+
+from ..errors import WflpError
+
+
+class SchedulerError(WflpError):
+    """A scheduler command failed or said something that is not what was expected."""
+
+
+class JobState(str, enum.Enum):
+    """The common states of a queued job, whatever the scheduler."""
+
+    QUEUED = "queued"
+    HELD = "held"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    OUT_OF_MEMORY = "out_of_memory"
+    NODE_FAILURE = "node_failure"
+    UNKNOWN = "unknown"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED,
+                          JobState.TIMEOUT, JobState.OUT_OF_MEMORY, JobState.NODE_FAILURE})
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    """What a scheduler says of one job: a common state, and its own words for it."""
+
+    state: JobState
+    reason: str = ""                   # the scheduler's state code or reason, for people
+    exit_code: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandResult:
+    """The outcome of one command run through a transport."""
+
+    argv: tuple
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        said = (self.stderr.strip() or self.stdout.strip() or "(no output)")[-2000:]
+        return f"`{shlex.join(self.argv)}` exited with {self.returncode}: {said}"
+
+
+@dataclasses.dataclass(frozen=True)
+class JobScript:
+    """What a scheduler needs to know of a job to render and submit it."""
+
+    name: str                 # unique, already sanitized for schedulers
+    directory: str            # the job directory on the system (absolute)
+    stdout: str               # absolute paths on the system
+    stderr: str
+    resources: Any            # wflp.remote.config.Resources
+    header: tuple = ()        # the system's extra header lines
+
+
+def sanitize_job_name(name: str, limit: int = 48) -> str:
+    """Letters, digits, '_', '-' and '.', starting with a letter: every scheduler takes it."""
+    text = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._-") or "job"
+    if not text[0].isalpha():
+        text = "j" + text
+    return text[:limit]
+
+
+class Scheduler:
+    """The dialect of a queueing system (see the module docstring)."""
+
+    name = "scheduler"
+    #: whether the scheduler itself enforces max_time and cores (else the job runner does)
+    enforces_limits = True
+    #: True if a job missing from the status listing has certainly ended
+    listing_is_complete = False
+    #: seconds between status calls when the system does not set poll_interval
+    default_poll_interval = 30.0
+
+    def header(self, job: JobScript) -> list[str]:
+        """The job script's header lines (``#SBATCH ...``) from the job's resources."""
+        return list(job.header)
+
+    def submit_command(self, script: str, job: JobScript) -> list[str]:
+        raise NotImplementedError
+
+    def parse_submit(self, result: CommandResult) -> str:
+        """The job id from the submit command's output; SchedulerError if there is none."""
+        raise NotImplementedError
+
+    def status_command(self, ids: list[str]) -> Optional[list[str]]:
+        """One command that lists the state of all these jobs (None: no such command)."""
+        return None
+
+    def parse_status(self, result: CommandResult, ids: list[str]) -> dict[str, Status]:
+        """States of the jobs the status command listed (jobs it does not know are left
+        out: the core then asks accounting, and the job's markers)."""
+        return {}
+
+    def accounting_command(self, ids: list[str]) -> Optional[list[str]]:
+        """One command that tells how these finished jobs ended (None: no accounting)."""
+        return None
+
+    def parse_accounting(self, result: CommandResult, ids: list[str]) -> dict[str, Status]:
+        return {}
+
+    def cancel_command(self, ids: list[str]) -> list[str]:
+        raise NotImplementedError
+
+    def parse_cancel(self, result: CommandResult, ids: list[str]) -> dict[str, str]:
+        """{id: why it could not be cancelled} (an unknown id, ...); empty if all were."""
+        if result.returncode != 0:
+            return {i: result.describe() for i in ids}
+        return {}
+
+    def find_command(self, name: str) -> Optional[list[str]]:
+        """One command that finds a job by its unique name (None: the scheduler cannot)."""
+        return None
+
+    def parse_find(self, result: CommandResult, name: str) -> Optional[str]:
+        return None
+
+    def runner_options(self, job: JobScript, max_cores: Optional[int]) -> list[str]:
+        """Options for the job runner (limits the scheduler does not enforce itself)."""
+        return []
+
+
+class LocalScheduler(Scheduler):
+    """Jobs as detached background processes, each in its own session, on the system
+    (this machine, or the SSH host). No queueing system needed: the job runner itself
+    waits for free cores (``max_cores`` of the system) and enforces ``max_time``."""
+
+    name = "local"
+    enforces_limits = False
+    listing_is_complete = True     # ps lists every live process
+    default_poll_interval = 0.5
+
+    def submit_command(self, script: str, job: JobScript) -> list[str]:
+        # setsid: the job has its own session, so it outlives the shell (and the SSH
+        # connection) that started it, and cancelling can kill its whole process group
+        inner = (f"cd {shlex.quote(job.directory)} && setsid sh {shlex.quote(script)} "
+                 f"> {shlex.quote(job.stdout)} 2> {shlex.quote(job.stderr)} < /dev/null & "
+                 "echo $!")
+        return ["sh", "-c", inner]
+
+    def parse_submit(self, result: CommandResult) -> str:
+        text = result.stdout.strip()
+        if result.returncode != 0 or not text.isdigit():
+            raise SchedulerError(f"the local scheduler could not start the job: "
+                                 f"{result.describe()}")
+        return text
+
+    def status_command(self, ids: list[str]) -> Optional[list[str]]:
+        return ["ps", "-o", "pid=,stat=", "-p", ",".join(ids)]
+
+    def parse_status(self, result: CommandResult, ids: list[str]) -> dict[str, Status]:
+        out = {}
+        for line in result.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] in ids and not parts[1].startswith("Z"):
+                out[parts[0]] = Status(JobState.RUNNING, parts[1])
+        return out
+
+    def cancel_command(self, ids: list[str]) -> list[str]:
+        return ["kill", "-TERM", "--", *[f"-{i}" for i in ids]]  # each job's process group
+
+    def parse_cancel(self, result: CommandResult, ids: list[str]) -> dict[str, str]:
+        missing = {}
+        for i in ids:
+            if f"({i})" in result.stderr or f"-{i}" in result.stderr:
+                missing[i] = "no such process (it had ended)"
+        return missing
+
+    def find_command(self, name: str) -> Optional[list[str]]:
+        return ["ps", "-eo", "pid=,pgid=,args="]
+
+    def parse_find(self, result: CommandResult, name: str) -> Optional[str]:
+        for line in result.stdout.splitlines():
+            parts = line.split(None, 2)
+            if len(parts) == 3 and "wflp.remote.runner" in parts[2] and name in parts[2] \
+                    and parts[0] == parts[1]:
+                return parts[0]  # the session leader of that job
+        return None
+
+    def runner_options(self, job: JobScript, max_cores: Optional[int]) -> list[str]:
+        opts = ["--cores", str(job.resources.num_cores)]
+        if max_cores:
+            opts += ["--max-cores", str(max_cores)]
+        if job.resources.max_time:
+            opts += ["--time-limit", str(job.resources.max_time)]
+        return opts
+
+
+__all__ = ["CommandResult", "FINAL_STATES", "JobScript", "JobState", "LocalScheduler",
+           "Scheduler", "SchedulerError", "Status", "sanitize_job_name"]

@@ -1,0 +1,494 @@
+"""Queued jobs with the built-in local scheduler: configuration, submit, operations split into
+jobs, the store, states, cancel/resubmit/clean, the jobs command, and faults injected for real."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from helpers import rattled_cu
+from remote_helpers import write_systems
+from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
+from wflp.errors import ParameterError
+from wflp.remote import manager, submit
+from wflp.remote.config import (
+    ConfigError,
+    Resources,
+    format_dhms,
+    format_hms,
+    get_system,
+    load_systems,
+    parse_duration,
+    parse_memory,
+)
+from wflp.remote.jobs import RemoteJobError, RemoteTimeoutError
+from wflp.remote.store import JobStore
+
+
+def add(a, b):
+    return a + b
+
+
+def boom(message):
+    raise ValueError(message)
+
+
+def nap(seconds, log=None):
+    if log:
+        with open(log, "a") as fd:
+            fd.write(f"{os.getpid()}\n")
+    time.sleep(seconds)
+    return seconds
+
+
+@pytest.fixture
+def ws(remote_env, tmp_path):
+    write_systems(remote_env, tmp_path)
+    return remote_env
+
+
+# -- configuration --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,seconds", [("90m", 5400), ("1:30:00", 5400), ("1h", 3600),
+                                          ("2d", 172800), ("45s", 45), ("1-12:00:00", 129600),
+                                          ("90:00", 5400), (600, 600)])
+def test_walltimes_in_every_usual_form(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+def test_walltimes_are_rendered_per_scheduler():
+    assert format_hms(5400) == "1:30:00" and format_hms(129600) == "36:00:00"
+    assert format_dhms(129600) == "1-12:00:00" and format_dhms(59) == "0-00:00:59"
+    assert parse_memory("4G") == 4096 and parse_memory("500M") == 500
+    with pytest.raises(ParameterError, match="max_time.*cannot read 'soon'"):
+        Resources.from_dict({"max_time": "soon"})
+
+
+def test_smallest_configuration_and_which_file_wins(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text('[systems.far]\nscheduler = "local"\n')
+    monkeypatch.setenv("WFLP_SYSTEMS", str(elsewhere))
+    assert set(load_systems()) == {"far"}
+    (tmp_path / "wflp-systems.toml").write_text('[systems.ws]\nscheduler = "local"\n')
+    system = get_system("ws")  # the project's own file wins
+    assert (system.scheduler, system.host, system.is_remote) == ("local", None, False)
+    with pytest.raises(ConfigError, match="no system named 'far'.*configured: ws"):
+        get_system("far")
+
+
+@pytest.mark.parametrize("body,message", [
+    ('[systems.a]\nschedular = "local"', r"\[systems\.a\]: unknown key\(s\) \['schedular'\]"),
+    ('[systems.a]\nhost = "x"', r"\[systems\.a\]: missing key 'scheduler'"),
+    ('[systems.a]\nscheduler = "lsf"', r"\[systems\.a\]: scheduler: no scheduler named 'lsf'"),
+    ('[systems.a]\nscheduler = "local"\npoll_interval = "fast"',
+     r"\[systems\.a\]: poll_interval must be a number"),
+    ('[systems.a]\nscheduler = "local"\n[systems.a.partitions.std]\nmax_time = "ages"',
+     r"partitions\.std: max_time: cannot read 'ages'"),
+    ('[systems.a]\nscheduler = "local"\nhost = "a b"', r"host must look like user@host"),
+    ("[systems.a\n", "is not valid TOML"),
+])
+def test_bad_configuration_names_file_system_and_key(tmp_path, monkeypatch, body, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wflp-systems.toml").write_text(body)
+    with pytest.raises(ConfigError, match=rf"wflp-systems\.toml.*{message}|{message}"):
+        load_systems()
+
+
+def test_resources_are_checked_against_the_partition(ws):
+    (ws / "wflp-systems.toml").write_text(textwrap.dedent("""
+        [systems.hpc]
+        scheduler = "local"
+        [systems.hpc.partitions.short]
+        cores = 4
+        max_time = "1h"
+    """))
+    with pytest.raises(ParameterError, match=r"max_time 2:00:00 is more than partition "
+                                             r"'short'.*1:00:00"):
+        submit(add, args=(1, 2), system="hpc", resources={"partition": "short",
+                                                          "max_time": "2h"})
+    with pytest.raises(ParameterError, match="has no partition 'long'"):
+        submit(add, args=(1, 2), system="hpc", resources={"partition": "long"})
+    assert manager().store.select() == []  # nothing was submitted
+
+
+def test_configuration_is_not_read_at_import(tmp_path):
+    code = ("import wflp, wflp.remote, wflp.exec.queue, wflp.remote.jobs\n"
+            "print('imported')\n")
+    (tmp_path / "wflp-systems.toml").write_text("this is not toml")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "imported", out.stderr
+
+
+# -- functions as jobs ----------------------------------------------------------------------------
+
+def test_function_job_result_and_resubmission_is_idempotent(ws):
+    job = submit(add, args=(2, 3), system="ws", resources={"num_cores": 1, "max_time": "10m"})
+    assert job.result(timeout="1m") == 5
+    again = submit(add, args=(2, 3), system="ws", resources={"num_cores": 1, "max_time": "10m"})
+    assert again.id == job.id and again.result() == 5  # found, not submitted twice
+    other = submit(add, args=(2, 4), system="ws", resources={"num_cores": 1, "max_time": "10m"})
+    assert other.id != job.id and other.result() == 6
+    assert len(manager().store.select()) == 2
+
+
+def test_remote_exception_is_raised_here_with_the_remote_traceback(ws):
+    job = submit(boom, args=("bad input 42",), system="ws")
+    with pytest.raises(ValueError, match="bad input 42") as err:
+        job.result(timeout="1m")
+    notes = "\n".join(getattr(err.value, "__notes__", []))
+    assert "remote traceback" in notes and "in boom" in notes
+    assert err.value.remote_job.state == "failed"
+
+
+def test_job_directory_is_private_and_holds_the_call_and_markers(ws):
+    job = submit(add, args=(1, 1), system="ws")
+    job.result()
+    row = manager().store.get(job.id)
+    folder = Path(row.remote_dir)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert {"call.pkl", "job.sh", "stdout", "stderr", "started", "succeeded",
+            "result.pkl"} <= set(os.listdir(folder))
+
+
+def test_killed_job_is_reported_failed_with_its_stderr(ws):
+    job = submit(nap, args=(60,), system="ws")
+    row = manager().store.get(job.id)
+    deadline = time.time() + 20
+    while not (Path(row.remote_dir) / "started").exists():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(int(row.scheduler_id), signal.SIGKILL)  # the whole job, as the OOM killer would
+    with pytest.raises(RemoteJobError, match=rf"ended as failed \(the job's process ended "
+                                             rf"without writing a result.*stderr "
+                                             rf"{row.remote_dir}/stderr"):
+        job.result(timeout="1m")
+
+
+def test_job_over_its_time_limit_is_a_timeout(ws):
+    job = submit(nap, args=(60,), system="ws", resources={"max_time": "2s"})
+    start = time.time()
+    with pytest.raises(RemoteJobError, match="ended as timeout"):
+        job.result(timeout="1m")
+    assert time.time() - start < 30
+    assert manager().store.get(job.id).state == "timeout"
+
+
+def test_waiting_times_out_listing_the_jobs_then_a_rerun_waits_on(ws):
+    job = submit(nap, args=(4,), system="ws")
+    with pytest.raises(RemoteTimeoutError, match=r"1 job\(s\) still outstanding.*nap-"):
+        job.result(timeout=1)
+    assert submit(nap, args=(4,), system="ws").result(timeout="1m") == 4
+
+
+def test_core_limit_of_the_local_scheduler(ws, tmp_path):
+    (ws / "wflp-systems.toml").write_text(
+        (ws / "wflp-systems.toml").read_text() + "max_cores = 2\n")
+    jobs = [submit(nap, args=(1.5 + i * 0.001,), system="ws", resources={"num_cores": 1})
+            for i in range(3)]
+    time.sleep(0.8)
+    states = sorted(j.state for j in jobs)
+    assert states == ["queued", "running", "running"]  # the third waits for a free core
+    assert [j.result(timeout="1m") for j in jobs] == [1.5, 1.501, 1.502]
+
+
+def test_cancel_then_resubmit(ws):
+    job = submit(nap, args=(60,), system="ws")
+    time.sleep(0.5)
+    job.cancel()
+    assert manager().store.get(job.id).state == "cancelled"
+    with pytest.raises(RemoteJobError, match="ended as cancelled"):
+        job.result()
+    row = manager().resubmit(manager().store.get(job.id))
+    assert row.state == "queued" and row.attempts == 2
+    manager().cancel([row])
+
+
+def test_one_status_call_per_poll_for_all_jobs(ws):
+    jobs = [submit(nap, args=(1 + i * 0.001,), system="ws") for i in range(6)]
+    jm = manager()
+    jm.status_calls.clear()
+    rows = [jm.store.get(j.id) for j in jobs]
+    polls = 0
+    original = jm._refresh_system
+
+    def counting(system, group):
+        nonlocal polls
+        polls += 1
+        return original(system, group)
+
+    jm._refresh_system = counting
+    try:
+        done = list(jm.wait(rows, timeout=60))
+    finally:
+        jm._refresh_system = original
+    assert len(done) == 6
+    assert polls >= 2 and jm.status_calls["ws"] == polls  # never one call per job
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+def _create(path, key, n):
+    store = JobStore(Path(path))
+    for i in range(n):
+        store.get_or_create(f"{key}-{i % 5}", name="n", kind="function", system="s",
+                            scheduler="local", remote_dir="/r", local_dir="/l", resources={})
+
+
+def test_store_is_safe_for_two_processes_at_once(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / "jobs.sqlite"
+    JobStore(path)
+    procs = [mp.get_context("spawn").Process(target=_create, args=(str(path), "k", 40))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    rows = JobStore(path).select()
+    assert sorted(r.key for r in rows) == [f"k-{i}" for i in range(5)]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()[0] == "1"
+
+
+def test_store_keeps_any_text_as_data(tmp_path):
+    store = JobStore(tmp_path / "jobs.sqlite")
+    name = "x'); DROP TABLE jobs; --"
+    row, created = store.get_or_create("k", name=name, kind="function", system="s",
+                                       scheduler="local", remote_dir="/r", local_dir="/l",
+                                       resources={})
+    assert created and store.select(name="DROP TABLE")[0].name == name
+
+
+# -- operations split into jobs ----------------------------------------------------------------
+
+def _scaled(at, factor):
+    at.positions *= factor
+    at.info["factor"] = factor
+    return at
+
+
+def test_operation_split_into_jobs_gives_the_local_bytes(ws):
+    from wflp.ops import calculate, map
+
+    ase.io.write("in.xyz", rattled_cu(40))
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), _scaled, args=(1.01,))
+    remote = RemoteInfo(system="ws", job_name="scale", num_inputs_per_queued_job=5,
+                        resources={"num_cores": 1}, timeout="2m")
+    out = map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), _scaled, args=(1.01,),
+              autopara_info=AutoparaInfo(remote_info=remote))
+    assert Path("remote.xyz").read_bytes() == Path("local.xyz").read_bytes()
+    assert len(list(out)) == 40
+    rows = manager().store.select()
+    assert len(rows) == 8 and {r.kind for r in rows} == {"batch"}
+    record = json.loads(Path("remote.xyz.record.json").read_text())
+    assert record["providers"]["executor"]["name"] == "queue"
+    # the record is that of a local run: a local rerun reuses the remote output
+    before = Path("remote.xyz.record.json").stat().st_mtime_ns
+    map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), _scaled, args=(1.01,))
+    assert Path("remote.xyz.record.json").stat().st_mtime_ns == before
+    # in memory, with the pool of 2 processes inside each job
+    mem = calculate(rattled_cu(6), OutputSpec(), calculator=("lj", [], {"rc": 5.0}),
+                    autopara_info=AutoparaInfo(remote_info=remote, num_python_subprocesses=2))
+    here = calculate(rattled_cu(6), OutputSpec(), calculator=("lj", [], {"rc": 5.0}))
+    assert [a.info["lj_energy"] for a in mem] == [a.info["lj_energy"] for a in here]
+
+
+def test_wait_for_results_false_submits_and_returns(ws):
+    from wflp.ops import map
+
+    ase.io.write("in.xyz", rattled_cu(6))
+    remote = RemoteInfo(system="ws", num_inputs_per_queued_job=3, wait_for_results=False)
+    got = map(ConfigSet("in.xyz"), OutputSpec("o.xyz"), _scaled, args=(1.0,),
+              autopara_info=AutoparaInfo(remote_info=remote))
+    assert got is None and not Path("o.xyz").exists()
+    assert len(manager().store.select()) == 2
+    remote.wait_for_results = True
+    out = map(ConfigSet("in.xyz"), OutputSpec("o.xyz"), _scaled, args=(1.0,),
+              autopara_info=AutoparaInfo(remote_info=remote))
+    assert len(list(out)) == 6 and len(manager().store.select()) == 2
+
+
+DRIVER = textwrap.dedent("""
+    import logging, os, sys, time
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
+    from wflp.ops import map
+
+    def slow(at):
+        time.sleep(1.0)
+        at.info["slow"] = True
+        return at
+
+    if __name__ == "__main__":
+        remote = RemoteInfo(system="ws", job_name="slow", num_inputs_per_queued_job=2,
+                            timeout="3m")
+        map(ConfigSet("in.xyz"), OutputSpec(sys.argv[1]), slow,
+            autopara_info=AutoparaInfo(remote_info=remote))
+        print("finished")
+""")
+
+
+def _driver(env_extra=None, out="out.xyz"):
+    env = {**os.environ, "WFLP_PROGRESS": "0", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "driver.py", out], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.slow
+def test_driver_killed_after_submitting_then_rerun_submits_nothing_and_collects(ws):
+    from wflp.ops import map
+
+    Path("driver.py").write_text(DRIVER)
+    ase.io.write("in.xyz", rattled_cu(8))
+    first = _driver()
+    deadline = time.time() + 60
+    store = JobStore()
+    while len([r for r in store.select() if r.scheduler_id]) < 4:
+        assert time.time() < deadline, first.stderr.read() if first.poll() is not None else ""
+        time.sleep(0.05)
+    first.kill()  # SIGKILL, right after the 4th job was submitted
+    first.wait()
+    rerun = _driver()
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert "submitted job" not in err  # nothing new
+    assert len(store.select()) == 4
+    exec(compile(DRIVER.split('if __name__')[0], "driver", "exec"), globals())
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), globals()["slow"])
+    assert Path("out.xyz").read_bytes() == Path("local.xyz").read_bytes()
+
+
+@pytest.mark.slow
+def test_driver_killed_between_submit_and_store_update_makes_no_duplicate(ws, tmp_path):
+    log = tmp_path / "runs.log"
+    script = textwrap.dedent(f"""
+        import logging, sys
+        logging.basicConfig(level=logging.INFO)
+        from test_remote import nap
+        from wflp.remote import submit
+        print(submit(nap, args=(2, {str(log)!r}), system="ws").result(timeout="1m"))
+    """)
+    Path("submitter.py").write_text(script)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
+    dying = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
+                           env={**env, "WFLP_TEST_EXIT_AFTER_SUBMIT": "1"}, timeout=60)
+    assert dying.returncode == 75  # died after the scheduler took the job
+    [row] = JobStore().select()
+    assert row.state == "submitting" and row.scheduler_id is None
+    rerun = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.strip() == "2"
+    assert "was submitted before" in rerun.stderr or "ran already" in rerun.stderr
+    assert len(log.read_text().split()) == 1  # the function ran once
+    assert len(JobStore().select()) == 1
+
+
+# -- the jobs command, and the plugin hooks -------------------------------------------------
+
+def test_jobs_command(ws):
+    from test_cli import invoke
+
+    done = submit(add, args=(1, 2), system="ws")
+    done.result()
+    running = submit(nap, args=(60,), system="ws")
+    listed = invoke("jobs", "ls", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert [r["id"] for r in json.loads(listed.stdout)] == [done.id, running.id]
+    only = invoke("jobs", "ls", "--status", "succeeded")
+    assert "add-" in only.stdout and "nap-" not in only.stdout
+    shown = invoke("jobs", "show", str(done.id))
+    assert f"stderr:       {manager().store.get(done.id).remote_dir}/stderr" in shown.stdout
+    deadline = time.time() + 20
+    while running.state != "running":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    manager().status_calls.clear()
+    synced = invoke("jobs", "sync")
+    assert "1 jobs: 1 running (status calls: ws: 1)" in synced.stdout
+    cancelled = invoke("jobs", "cancel", str(running.id), str(done.id))
+    assert cancelled.exit_code == 2
+    assert f"job {running.id}: cancelled" in cancelled.stdout
+    assert f"job {done.id}: not cancelled: already succeeded" in cancelled.stderr
+    missing = invoke("jobs", "show", "999")
+    assert missing.exit_code == 2 and "no job with id 999" in missing.stderr
+    cleaned = invoke("jobs", "clean", "--yes")
+    assert "removed 2 job(s)" in cleaned.stdout
+    assert manager().store.select() == []
+    assert not Path(manager().store.path.parent).joinpath("x").exists()
+
+
+def test_a_plugin_scheduler_and_a_plugin_command(ws, register_wflp_plugin):
+    import click
+    from test_cli import invoke
+    from wflp import SchedulerSpec, hookimpl
+    from wflp.remote.scheduler import LocalScheduler
+
+    calls = []
+
+    class Counting(LocalScheduler):
+        name = "counting"
+
+        def status_command(self, ids):
+            calls.append(list(ids))
+            return super().status_command(ids)
+
+    class Plugin:
+        @hookimpl
+        def wflp_schedulers(self):
+            return [SchedulerSpec(name="counting", summary="local, counting status calls",
+                                  factory=Counting)]
+
+        @hookimpl
+        def wflp_commands(self, cli):
+            @cli.command("hello")
+            @click.argument("who")
+            def hello(who):
+                click.echo(f"hello {who}")
+
+    register_wflp_plugin(Plugin())
+    (ws / "wflp-systems.toml").write_text(
+        f'[systems.c]\nscheduler = "counting"\npython = "{sys.executable}"\n')
+    assert submit(add, args=(3, 4), system="c").result(timeout="1m") == 7
+    assert calls  # the plugin's dialect was used
+    import wflp.cli
+
+    wflp.cli._WflpGroup._plugins_added = False
+    assert invoke("hello", "there").stdout == "hello there\n"
+    assert "hello" in invoke("--help").stdout
+
+
+def test_remote_info_values_are_checked():
+    with pytest.raises(ParameterError, match="num_inputs_per_queued_job"):
+        AutoparaInfo(remote_info=RemoteInfo(system="ws", num_inputs_per_queued_job=0)
+                     ).resolved()
+    with pytest.raises(ParameterError, match="unknown key"):
+        AutoparaInfo(remote_info=RemoteInfo(system="ws", resources={"cores": 2})).resolved()
+
+
+def test_job_names_and_paths_with_shell_characters(tmp_path, remote_env):
+    weird = tmp_path / "we ird 'q' \"d\" $(touch PWNED)"
+    write_systems(remote_env, weird)
+    job = submit(add, args=(1, 2), system="ws", job_name="x $(touch PWNED2) 'a' \"b\"")
+    assert job.result(timeout="1m") == 3
+    assert not list(tmp_path.rglob("PWNED*")) and not Path("PWNED").exists()
+    assert " " not in job.name and "$" not in job.name
+    row = manager().store.get(job.id)
+    assert row.remote_dir.startswith(str(weird)) and Path(row.remote_dir, "succeeded").exists()
+    assert np.isfinite(1.0)

@@ -1,0 +1,127 @@
+"""Queued jobs on a system reached over SSH (a real sshd on 127.0.0.1, key-only, with a
+known_hosts entry): functions, operations, host keys, a dropped connection, odd names."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import ase.io
+import psutil
+import pytest
+from helpers import rattled_cu
+from remote_helpers import ssh_settings, write_systems
+from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
+from wflp.remote import manager, submit
+from wflp.remote.transport import TransportError, close_transports
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def add(a, b):
+    return a + b
+
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+def _shift(at, by):
+    at.positions += by
+    return at
+
+
+@pytest.fixture
+def ssh(remote_env, tmp_path):
+    settings = ssh_settings()
+    write_systems(remote_env, tmp_path, ssh=settings)
+    return settings
+
+
+def test_function_job_over_ssh(ssh):
+    job = submit(add, args=(20, 22), system="remote", resources={"max_time": "5m"})
+    assert job.result(timeout="1m") == 42
+    row = manager().store.get(job.id)
+    assert stat.S_IMODE(os.stat(row.remote_dir).st_mode) == 0o700
+    assert row.local_dir != row.remote_dir  # a local copy of what was sent
+
+
+def test_operation_over_ssh_gives_the_local_bytes(ssh):
+    from wflp.ops import map
+
+    ase.io.write("in.xyz", rattled_cu(12))
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), _shift, args=(0.01,))
+    remote = RemoteInfo(system="remote", num_inputs_per_queued_job=4, timeout="2m")
+    map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), _shift, args=(0.01,),
+        autopara_info=AutoparaInfo(remote_info=remote))
+    assert Path("remote.xyz").read_bytes() == Path("local.xyz").read_bytes()
+    assert len(manager().store.select()) == 3
+
+
+def test_unknown_host_key_is_refused(ssh, tmp_path):
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    text = Path("wflp-systems.toml").read_text().replace(ssh["known_hosts"], str(empty))
+    Path("wflp-systems.toml").write_text(text)
+    with pytest.raises(TransportError, match=r"host key of .* is not in .*empty_known_hosts.*"
+                                             r"ssh-keyscan -p \d+ 127\.0\.0\.1"):
+        submit(add, args=(1, 2), system="remote")
+
+
+def test_changed_host_key_is_refused(ssh, tmp_path):
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)],
+                   check=True)
+    host_port = Path(ssh["known_hosts"]).read_text().split()[0]
+    wrong = tmp_path / "wrong_known_hosts"
+    wrong.write_text(f"{host_port} {' '.join(Path(f'{other}.pub').read_text().split()[:2])}\n")
+    text = Path("wflp-systems.toml").read_text().replace(ssh["known_hosts"], str(wrong))
+    Path("wflp-systems.toml").write_text(text)
+    with pytest.raises(TransportError, match="changed"):
+        submit(add, args=(1, 2), system="remote")
+
+
+def test_odd_names_and_paths_over_ssh(remote_env, tmp_path):
+    settings = ssh_settings()
+    weird = tmp_path / "a b 'q' $(touch PWNED)"
+    write_systems(remote_env, weird, ssh=settings)
+    job = submit(add, args=(2, 2), system="remote", job_name="n $(touch PWNED2) ';'")
+    assert job.result(timeout="1m") == 4
+    assert not list(tmp_path.rglob("PWNED*"))
+    row = manager().store.get(job.id)
+    assert row.remote_dir.startswith(str(weird))
+
+
+def _sshd_processes(settings) -> list:
+    pid = int(Path(settings["dir"], "sshd.pid").read_text())
+    master = psutil.Process(pid)
+    return [master, *master.children(recursive=True)]
+
+
+@pytest.mark.slow
+def test_sshd_stopped_during_a_wait_then_restarted(ssh):
+    job = submit(nap, args=(3,), system="remote")
+    for proc in _sshd_processes(ssh):  # the server and every open connection
+        try:
+            proc.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    start = time.time()
+    try:
+        with pytest.raises(TransportError, match=r"cannot be reached after 2 attempts.*"
+                                                 r"jobs already submitted are kept"):
+            job.result(timeout="1m")
+        assert time.time() - start < 30  # bounded retries
+    finally:
+        env = {**os.environ, "WFLP_SSHD_DIR": ssh["dir"]}
+        subprocess.run(["bash", str(ROOT / "scripts" / "services" / "sshd.sh"), "start"],
+                       check=True, env=env, capture_output=True)
+    close_transports()
+    again = submit(nap, args=(3,), system="remote")  # the rerun: found, not resubmitted
+    assert again.id == job.id
+    assert again.result(timeout="1m") == 3
