@@ -174,7 +174,6 @@ class JobManager:
             transport.makedirs(row.remote_dir)
             for name in [runner.CALL, "job.sh", *(Path(p).name for p in spec.input_files)]:
                 transport.put(local / name, f"{row.remote_dir}/{name}")
-        self.store.update(row.id, state=SUBMITTING)
 
     def _script(self, row: JobRow, spec: JobSpec) -> str:
         system = spec.system

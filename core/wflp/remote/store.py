@@ -117,6 +117,9 @@ class JobStore:
                              "$WFLP_HOME to a folder you can write to") from None
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        # WAL with synchronous=NORMAL: a commit survives the process being killed; only an
+        # OS crash can lose the last commits (an fsync per commit cost 10 ms per update)
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         with self.transaction() as db:
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
