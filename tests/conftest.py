@@ -7,10 +7,12 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 
 @pytest.fixture(autouse=True)
-def _quiet_env(monkeypatch):
-    """Tests decide parallelism and progress bars themselves."""
+def _quiet_env(monkeypatch, tmp_path):
+    """Tests decide parallelism and progress bars themselves, and never touch the user's
+    job store."""
     monkeypatch.delenv("WFLP_NUM_PYTHON_SUBPROCESSES", raising=False)
     monkeypatch.setenv("WFLP_PROGRESS", "0")
+    monkeypatch.setenv("WFLP_HOME", str(tmp_path / "wflp-home"))
 
 
 @pytest.fixture

@@ -68,7 +68,8 @@ class QueueExecutor(Executor):
                         "group": task.group,
                         "stage": task.target.token if task.target is not None else None,
                         "items": _items_digest(task.items), "resources": resources.to_dict(),
-                        "system": system.name, "nproc": nproc}
+                        "system": system.name, "nproc": nproc,
+                        "where": [system.host, system.remote_root]}
             key = sha256_bytes(canonical_json(identity).encode())
             call = dumps_portable((run_batch, (shipped, nproc), {}))
             spec = JobSpec(key, job_name(f"{remote.job_name}-{task.start}", key), "batch",

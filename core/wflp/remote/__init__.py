@@ -167,6 +167,7 @@ def submit(func: Callable, args: Sequence = (), kwargs: Optional[dict] = None, *
                 "args": describer.describe(list(args), "args"),
                 "kwargs": describer.describe(kwargs, "kwargs"),
                 "resources": res.to_dict(), "system": system,
+                "where": [system_config.host, system_config.remote_root],
                 "inputs": [[p.name, sha256_file(p)] for p in files]}
     key = sha256_bytes(canonical_json(identity).encode())
     try:

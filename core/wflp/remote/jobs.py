@@ -330,7 +330,13 @@ class JobManager:
         transport = transport_for(system)
         if row.state != JobState.SUCCEEDED.value:
             raise self._failure(row, transport)
-        data = self._fetch(row, runner.RESULT, transport)
+        try:
+            data = self._fetch(row, runner.RESULT, transport)
+        except (FileNotFoundError, OSError) as err:
+            raise RemoteJobError(
+                f"job {row.id} ({row.name}) succeeded, but its result is gone from "
+                f"{row.remote_dir} ({err}); run it again with `wflp jobs resubmit {row.id}`",
+                row) from None
         self.store.update(row.id, collected=1)
         return cloudpickle.loads(data)
 
