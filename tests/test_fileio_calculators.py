@@ -24,7 +24,6 @@ import pytest
 from ase import Atoms
 from ase.calculators.calculator import FileIOCalculator
 from ase.calculators.lj import LennardJones
-
 from wflp import AutoparaInfo, ConfigSet, OutputSpec, shutdown_pool
 from wflp.calculators.fileio import (
     CalculationError,
@@ -58,6 +57,10 @@ time.sleep(float(data.get("sleep", 0.05)))
 if n == 5:
     sys.exit(0)  # no output at all
 eps, sigma = data.get("epsilon", 1.0), data.get("sigma", 1.0)
+if n == 2:
+    energy = float("nan")  # a program that prints NaN and exits 0
+    json.dump({"energy": energy, "forces": np.zeros((n, 3)).tolist()}, open("toy.out", "w"))
+    sys.exit(0)
 if os.path.exists(data.get("params", "")):
     eps = float(open(data["params"]).read().split()[0])
 energy, forces = 0.0, np.zeros((n, 3))
@@ -218,6 +221,14 @@ def test_failures_are_per_configuration_and_keep_everything(tmp_path, program):
     assert "exit status 0" in silent["toy_calc_error"]
     assert "FileNotFoundError" in silent["toy_calc_error"]
     assert "toy.in" in os.listdir(silent["toy_rundir"])
+
+
+def test_a_nan_energy_is_a_failure(tmp_path, program):
+    [at] = calculate(clusters(1, natoms=2), OutputSpec(tmp_path / "o.xyz"),
+                     calculator=(ToyRunner, [], {"command": f"{sys.executable} {program}"}),
+                     prefix="t_")
+    assert "t_energy" not in at.info
+    assert "its energy is not a finite number (nan)" in at.info["t_calc_error"]
 
 
 def test_the_error_carries_the_details_and_pickles(tmp_path, program):

@@ -1,0 +1,118 @@
+"""The "orca" calculator: ORCA through ASE's ORCA calculator, in wflp's run directories.
+
+ASE's ``ORCA`` writes ``orca.inp`` and reads ``orca.out`` and ``orca.engrad``; wflp builds
+a fresh one for every calculation in its own run directory (see
+wflp.calculators.fileio), asks for the gradient (``EnGrad``) when forces are wanted,
+runs ORCA itself (exit status and stderr known), and refuses what ASE lets through: an
+energy that is NaN (ORCA's "Wavefunction not fully converged") or missing, and an SCF
+that did not converge.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shlex
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+from wflp.calculators.fileio import FileCalculator, env_prefix, program_version, tail
+from wflp.errors import ParameterError
+
+DEFAULTS = {"charge": 0, "mult": 1, "orcasimpleinput": "B3LYP def2-TZVP",
+            "orcablocks": "%pal nprocs 1 end"}          # ASE's own defaults
+# what ORCA says when it fails, most telling first
+ERROR_LINES = [re.compile(p) for p in (r"error termination", r"INPUT ERROR",
+                                       r"SCF NOT CONVERGED|not fully converged",
+                                       r"aborting the run", r"ERROR|[Ee]rror")]
+
+
+def absolute_program(command: str) -> str:
+    """The command with the ORCA executable as an absolute path (ORCA needs it to start
+    its own parallel processes); words before it (``env A=1``) are kept."""
+    words = shlex.split(command)
+    i = 0
+    if words and words[0] == "env":
+        i = 1
+        while i < len(words) and "=" in words[i] and not words[i].startswith("/"):
+            i += 1
+    if i < len(words) and "/" not in words[i]:
+        found = shutil.which(words[i])
+        if found:
+            words[i] = found
+    return shlex.join(words)
+
+
+class OrcaCalculator(FileCalculator):
+    """ORCA, one private run directory per calculation (molecules and clusters only).
+
+    command: how to run ORCA (default ``orca``, or ``WFLP_ORCA_COMMAND``); it is made an
+    absolute path when found on PATH, as ORCA's parallel runs need. Every other keyword
+    argument goes to ASE's ``ORCA`` unchanged: ``charge``, ``mult``, ``orcasimpleinput``
+    (default ``"B3LYP def2-TZVP"``), ``orcablocks`` (default ``"%pal nprocs 1 end"``).
+    keep, env, rundir_root, scratch: see wflp.calculators.fileio.
+    """
+
+    code = "orca"
+    default_command = "orca"
+    main_outputs = ("orca.out", "orca.engrad")
+    output_file = "orca.out"
+    stderr_file = "orca.err"
+    molecular_only = True
+    implemented_properties = ["energy", "free_energy", "forces"]
+
+    def __init__(self, *, command: Optional[str] = None, env: Optional[dict] = None,
+                 keep: Any = None, rundir_root: Optional[str] = None,
+                 scratch: Optional[str] = None, **kwargs: Any):
+        for reserved in ("directory", "profile"):
+            if reserved in kwargs:
+                raise ParameterError(f"orca: {reserved}= is set by wflp (command=, env=, "
+                                     "rundir_root=, scratch=); leave it out")
+        for key in ("orcasimpleinput", "orcablocks"):
+            if key in kwargs and not isinstance(kwargs[key], str):
+                raise ParameterError(f"orca: {key} must be a string such as "
+                                     f"{DEFAULTS[key]!r}, got {kwargs[key]!r}")
+        super().__init__(command=command, env=env, keep=keep, rundir_root=rundir_root,
+                         scratch=scratch, **kwargs)
+
+    def make_calculator(self, atoms: Any, properties: list, workdir: Path, command: str) -> Any:
+        from ase.calculators.orca import ORCA, OrcaProfile
+
+        params = {**DEFAULTS, **copy.deepcopy(self.parameters)}
+        if "forces" in properties and "engrad" not in params["orcasimpleinput"].lower():
+            params["orcasimpleinput"] += " EnGrad"
+        return ORCA(profile=OrcaProfile(command=absolute_program(command)),
+                    directory=str(workdir), **params)
+
+    def run(self, calc: Any, atoms: Any, properties: list, workdir: Path) -> dict:
+        template = calc.template
+        calc.write_inputfiles(atoms, properties)
+        self.execute(calc.profile.get_command(template.inputname), workdir,
+                     stdout=template.outputname, stderr=template.errorname)
+        return dict(template.read_results(workdir))
+
+    def scf_converged(self, workdir: Path, calc: Any = None) -> Optional[bool]:
+        path = workdir / self.output_file
+        if not path.exists():
+            return None
+        state = None
+        with open(path, errors="replace") as fd:
+            for line in fd:
+                if "SCF NOT CONVERGED" in line or "Wavefunction not fully converged" in line:
+                    state = False
+                elif "SCF CONVERGED AFTER" in line and state is not False:
+                    state = True
+        return state
+
+    def diagnose(self, workdir: Path) -> Optional[str]:
+        lines = tail(workdir / self.output_file, 80) + tail(workdir / self.stderr_file, 20)
+        for pattern in ERROR_LINES:
+            found = [line.strip(" *\t") for line in lines if pattern.search(line)]
+            if found:
+                return found[-1]
+        return None
+
+    def version(self) -> Optional[str]:
+        argv = env_prefix(self.env) + shlex.split(absolute_program(self.command))
+        return program_version(argv + ["wflp-version-query.inp"], r"Program Version (\S+)")
