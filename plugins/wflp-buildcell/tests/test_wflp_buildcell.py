@@ -81,6 +81,12 @@ def buildcell_command(tmp_path_factory) -> str:
     return program(folder, "buildcell", (HERE / "standin_buildcell.py").read_text())
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path, monkeypatch):
+    """In-memory runs put their run directories under ./wflp-rundirs: keep them here."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def fresh_registry():
     reset_plugin_manager()
@@ -202,6 +208,7 @@ def test_same_seed_same_structures_serial_and_parallel(tmp_path, buildcell_comma
     first = ase.io.read(tmp_path / "serial.xyz", ":")
     assert any(len(a) != len(b) or not np.allclose(a.positions, b.positions)
                for a, b in zip(first, other))
+    assert not (tmp_path / "wflp-rundirs").exists()  # in memory: removed after success
 
 
 def test_compositions_from_configurations_in_a_chain(tmp_path, buildcell_command):

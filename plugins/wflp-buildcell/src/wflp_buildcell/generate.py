@@ -46,6 +46,14 @@ from typing import Any, Optional
 
 from ase import Atoms
 from wflp import operation
+from wflp.calculators.fileio import (
+    DEFAULT_ROOT,
+    RUNDIRS_SUFFIX,
+    file_sha256,
+    fresh_dir,
+    private_dir,
+    tail,
+)
 from wflp.errors import ParameterError, WflpError
 
 from .cellfile import CellFileError, cell_input, composition_counts, read_cell
@@ -85,8 +93,6 @@ def command_argv(command: Any) -> list[str]:
 def describe_command(command: Any, describer: Any) -> dict:
     """Records describe the command with a digest of the program it runs here, so another
     buildcell binary counts as a different computation."""
-    from wflp.calculators.fileio import file_sha256
-
     argv = command_argv(command)
     path = shutil.which(argv[0])
     return {"argv": argv, "program_sha256": file_sha256(path) if path else None}
@@ -127,7 +133,6 @@ def _check(params: dict, seed: Optional[int]) -> None:
 
 def run_directory(index: int) -> tuple[Path, Path]:
     """(root, a fresh private run directory for item *index*) for the running operation."""
-    from wflp.calculators.fileio import DEFAULT_ROOT, RUNDIRS_SUFFIX, fresh_dir, private_dir
     from wflp.engine import current_run
 
     ctx = current_run()
@@ -145,8 +150,6 @@ def run_directory(index: int) -> tuple[Path, Path]:
 
 
 def _tail(path: Path, n: int = TAIL) -> str:
-    from wflp.calculators.fileio import tail
-
     lines = [x.strip() for x in tail(path, n=20) if x.strip()][-n:]
     return " | ".join(lines)
 
@@ -226,8 +229,11 @@ def buildcell(item: Any, composition: Any = None, volume_per_atom: Any = None,
     atoms.info["buildcell_seed"] = seed
     if not keep_files:
         shutil.rmtree(rundir, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.rmdir(root)  # the last one out removes the empty root
+        for folder in (root, root.parent):  # the last one out removes empty roots
+            if folder.name.endswith(RUNDIRS_SUFFIX) or folder == Path(DEFAULT_ROOT).absolute() \
+                    or folder == root:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
     return atoms
 
 
