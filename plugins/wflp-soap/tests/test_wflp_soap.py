@@ -191,3 +191,19 @@ def test_descriptors_feed_the_global_selectors(tmp_path):
     random_hits = [len({names[i % 5] for i in rng.choice(150, 5, replace=False)})
                    for _ in range(200)]
     assert np.mean([h == 5 for h in random_hits]) < 0.1
+
+
+def test_describe_then_select_in_a_chain(tmp_path):
+    ase.io.write(tmp_path / "md.xyz", [molecule(n) for n in ("H2O", "NH3", "CH4") * 4])
+    chain = {"chain": {"inputs": "md.xyz"},
+             "step": [{"kind": "generator", "name": "soap", "output": "d.xyz",
+                       "params": {"r_cut": 4.0, "n_max": 3, "l_max": 2}},
+                      {"kind": "selector", "name": "select_fps", "output": "s.xyz",
+                       "params": {"n_select": 3}}]}
+    from wflp.chain import run_chain
+
+    result = run_chain(chain, base_dir=tmp_path)
+    assert [s.configs for s in result.steps] == [12, 3]
+    chosen = ase.io.read(tmp_path / "s.xyz", ":")
+    assert sorted(a.get_chemical_formula() for a in chosen) == ["CH4", "H2O", "H3N"]
+    assert all(s.reused for s in run_chain(chain, base_dir=tmp_path).steps)
