@@ -84,6 +84,9 @@ KEEP_CHOICES = ("main", "all", "none")
 TAIL_LINES = 20
 MESSAGE_LINES = 3
 UNREADABLE = "its output could not be read"
+UNPREPARED = "writing its input failed"
+FAILED = "the calculation failed"
+DEFAULT_REASONS = (UNREADABLE, UNPREPARED, FAILED)
 
 
 # -- the error --------------------------------------------------------------------------------
@@ -383,6 +386,7 @@ class _Attempt:
         self.workdir = workdir
         self.returncode: Optional[int] = None
         self.calc: Any = None
+        self.phase = "prepare"   # -> "run" -> "read", when the calculator runs the program
 
 
 def env_prefix(env: Optional[dict]) -> list:
@@ -630,12 +634,19 @@ class FileCalculator(BaseCalculator):
             except Exception as err:
                 if attempt.returncode is None:
                     attempt.returncode = _exit_status_of(err)
-                raise self.failure(UNREADABLE, err) from err
+                raise self.failure(self._default_reason(attempt), err) from err
             self.results = self._checked(results, properties, atoms)
             ok = True
         finally:
             self._attempt = None
             self._finish(rundir, workdir, ok)
+
+    def _default_reason(self, attempt: _Attempt) -> str:
+        if attempt.phase == "read":
+            return UNREADABLE
+        if attempt.phase == "prepare" and type(self).run is not FileCalculator.run:
+            return UNPREPARED     # it runs the program itself (execute) and had not yet
+        return FAILED
 
     def _checked(self, results: dict, properties: list, atoms: Any) -> dict:
         attempt = self._attempt
@@ -672,6 +683,8 @@ class FileCalculator(BaseCalculator):
         argv = list(argv)
         with open(workdir / stdout, "wb") as out, \
                 (open(workdir / stderr, "wb") if stderr else contextlib.nullcontext(None)) as err:
+            if self._attempt is not None:
+                self._attempt.phase = "run"
             try:
                 proc = subprocess.Popen(argv, cwd=workdir, stdout=out,
                                         stderr=err if err is not None else subprocess.STDOUT,
@@ -687,6 +700,7 @@ class FileCalculator(BaseCalculator):
                 raise
         if self._attempt is not None:
             self._attempt.returncode = returncode
+            self._attempt.phase = "read"
         return returncode
 
     def failure(self, reason: str, cause: Optional[BaseException] = None) -> CalculationError:
@@ -714,9 +728,9 @@ class FileCalculator(BaseCalculator):
             if self.stderr_file:
                 stderr_tail = tail(workdir / self.stderr_file)
         returncode = attempt.returncode if attempt else None
-        if reason == UNREADABLE and returncode:
+        if reason in DEFAULT_REASONS and returncode:
             reason = f"the program exited with status {returncode}"
-        if diag and reason == UNREADABLE:
+        if diag and reason in DEFAULT_REASONS:
             reason = diag
         elif diag and diag not in reason:
             reason = f"{reason}: {diag}"
