@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-GPA = 0.006241509074460763  # eV/Å^3, ase.units.GPa
+GPA = 0.006241509125883258  # eV/Å^3, ase.units.GPa (CODATA 2014)
 
 SIGMA, EPSILON, CUTOFF = 2.3, 0.4, 5.0   # the stand-in's Lennard-Jones potential (eV, Å)
 
