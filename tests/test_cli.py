@@ -313,7 +313,8 @@ def test_run_unknown_name_lists_what_is_available(tmp_path, configs, builtins_on
     assert result.exit_code == 2
     assert "select_by_magic" in result.stderr
     assert "available selectors: select_by_bool, select_by_index" in result.stderr
-    unknown_kind = invoke("run", "fitter", "x", "-i", str(configs), "-o", str(tmp_path / "o.xyz"))
+    unknown_kind = invoke("run", "executor", "x", "-i", str(configs), "-o",
+                          str(tmp_path / "o.xyz"))
     assert unknown_kind.exit_code == 2 and "cannot be run as a step" in unknown_kind.stderr
 
 

@@ -20,6 +20,7 @@ _LAZY = {
     "operation": "wflp.engine.operation",
     "ConfigSet": "wflp.configset",
     "OutputSpec": "wflp.configset",
+    "OutputModel": "wflp.ops.fit",
     "WflpError": "wflp.errors",
     "hookimpl": "wflp.plugins.hookspecs",
     "CalculatorSpec": "wflp.plugins.types",

@@ -53,11 +53,12 @@ STEP_KINDS = {
     "calculator": "calculators", "calculators": "calculators",
     "generator": "generators", "generators": "generators",
     "selector": "selectors", "selectors": "selectors",
+    "fitter": "fitters", "fitters": "fitters",
 }
-_OTHER_KINDS = {"fitter": "fitters", "fitters": "fitters",
-                "executor": "executors", "executors": "executors"}
+_OTHER_KINDS = {"executor": "executors", "executors": "executors",
+                "scheduler": "schedulers", "schedulers": "schedulers"}
 _CHAIN_KEYS = {"inputs", "workdir", "nproc", "seed"}
-_STEP_KEYS = {"kind", "name", "output", "params", "prefix", "properties", "seed"}
+_STEP_KEYS = {"kind", "name", "output", "params", "prefix", "properties", "seed", "model"}
 _CALCULATOR_ONLY = ("prefix", "properties")
 _GLOB_CHARS = set("*?[")
 
@@ -124,16 +125,21 @@ class StepPlan:
     kind: str                 # plural kind name
     name: str                 # registered name (normalized)
     label: str                # how messages name the step
-    operation: Any            # a wflp Operation
+    operation: Any            # a wflp Operation (None for a fit step)
     kwargs: dict
     output: Path
     seed: Optional[int] = None
+    model: Optional[Path] = None  # a calculator step: the model folder a fit step writes
 
     def describe(self) -> dict:
         """A JSON-able summary (what ``wflp run --dry-run`` prints)."""
-        return {"step": self.index, "kind": self.kind, "name": self.name,
-                "operation": self.operation.name, "output": str(self.output),
-                "params": _jsonable(self.kwargs), "seed": self.seed}
+        out = {"step": self.index, "kind": self.kind, "name": self.name,
+               "operation": self.operation.name if self.operation is not None else "fit",
+               "output": str(self.output), "params": _jsonable(self.kwargs),
+               "seed": self.seed}
+        if self.model is not None:
+            out["model"] = str(self.model)
+        return out
 
 
 @dataclasses.dataclass
@@ -182,7 +188,7 @@ def step_kind(kind: Any, where: str) -> str:
             "selector steps run on configurations"
         )
     raise ParameterError(
-        f"{where}: unknown kind {kind!r}; use one of calculator, generator, selector"
+        f"{where}: unknown kind {kind!r}; use one of calculator, generator, selector, fitter"
     )
 
 
@@ -192,8 +198,9 @@ def plan_step(kind: str, name: str, params: Mapping[str, Any] | None, output: os
               default_seed: int | None = None, param_source: str = "params") -> StepPlan:
     """Resolve and validate one step without running anything.
 
-    kind/name: a registered calculator, generator or selector. params: for a
-    calculator the factory's keyword arguments, otherwise the operation's.
+    kind/name: a registered calculator, generator, selector or fitter. params: for a
+    calculator the factory's keyword arguments, for a fitter the fitter's, otherwise
+    the operation's.
     param_source names where params came from in error messages (``params``,
     ``--set``). Raises a WflpError naming the step and the bad key.
     """
@@ -211,6 +218,9 @@ def plan_step(kind: str, name: str, params: Mapping[str, Any] | None, output: os
     if label is None:
         where = f"step {index} ({plural[:-1]} {spec.name})"
     out_path = Path(output)
+    if plural == "fitters":
+        return _plan_fit(spec, params, out_path, index, where, prefix, properties, seed,
+                         default_seed, param_source)
     if plural == "calculators":
         operation, kwargs = _plan_calculator(spec, params, prefix, properties, where,
                                              param_source)
@@ -245,6 +255,24 @@ def plan_step(kind: str, name: str, params: Mapping[str, Any] | None, output: os
     except WflpError as err:
         raise _prefixed(err, f"{where}: output") from None
     return StepPlan(index, plural, spec.name, where, operation, kwargs, out_path, seed)
+
+
+def _plan_fit(spec, params: dict, output: Path, index: int, where: str, prefix, properties,
+              seed, default_seed, param_source: str) -> StepPlan:
+    from .ops.fit import _check_params
+
+    for key, value in (("prefix", prefix), ("properties", properties)):
+        if value is not None:
+            raise ParameterError(f"{where}: {key!r} applies to calculator steps only")
+    try:
+        _check_params(spec.load(), params, spec.name)
+    except WflpError as err:
+        raise _prefixed(err, f"{where}: {param_source}") from None
+    if seed is None:
+        seed = default_seed
+    if seed is not None:
+        _check_seed(seed, where)
+    return StepPlan(index, "fitters", spec.name, where, None, {"params": params}, output, seed)
 
 
 def _check_seed(seed: Any, where: str) -> None:
@@ -372,12 +400,27 @@ def load_chain(source: ChainSource, base_dir: os.PathLike | str | None = None) -
             "output")
     steps: list[StepPlan] = []
     seen_outputs: dict[Path, int] = {}
+    fits: dict[Path, str] = {}  # model folder -> the calculator of its fitter
     input_set = {p.resolve() for p in inputs}
     for i, raw in enumerate(raw_steps, start=1):
         where = f"{where_file}: step {i}"
         if not isinstance(raw, Mapping):
             raise ParameterError(f"{where}: a step must be a table ([[step]])")
         _no_unknown(raw, _STEP_KEYS, where)
+        raw = dict(raw)
+        model_path = None
+        if "model" in raw:  # a calculator step evaluating what a fit step fitted
+            model_path = (workdir_path / str(raw["model"])).resolve()
+            calculator_name = fits.get(model_path)
+            if calculator_name is None or str(raw.get("kind", "")).lower() not in (
+                    "calculator", "calculators"):
+                raise ParameterError(
+                    f"{where}: model = {raw['model']!r} must be the output of an earlier "
+                    "fitter step, in a calculator step")
+            if "name" in raw:
+                raise ParameterError(f"{where}: give either name or model, not both (the "
+                                     "model's fitter names its calculator)")
+            raw["name"] = calculator_name
         for key in ("kind", "name", "output"):
             if key not in raw:
                 raise ParameterError(f"{where}: missing {key!r}")
@@ -403,6 +446,14 @@ def load_chain(source: ChainSource, base_dir: os.PathLike | str | None = None) -
         except WflpError as err:
             raise _prefixed(err, where_file) from None
         plan.label = f"{where_file}: {plan.label}"
+        plan.model = model_path
+        if plan.kind == "fitters":
+            from .plugins import get_fitter
+
+            calculator = get_fitter(plan.name).calculator
+            if not calculator:
+                raise ParameterError(f"{where}: fitter {plan.name!r} registers no calculator")
+            fits[out_path] = calculator
         steps.append(plan)
     return ChainPlan(inputs, steps, nproc, path)
 
@@ -476,18 +527,31 @@ def run_plan(plan: ChainPlan, overwrite: bool = False, autopara_info: Any = None
     current = ConfigSet([str(p) for p in plan.inputs])
     results: list[StepResult] = []
     for step in plan.steps:
-        before = _record_state(step.output)
+        fitting = step.kind == "fitters"
+        before = _record_state(step.output, fitting)
         started = time.perf_counter()
         try:
-            current = step.operation(current, OutputSpec(step.output, overwrite=overwrite),
-                                     autopara_info=autopara_info, seed=step.seed,
-                                     **step.kwargs)
+            if fitting:  # a model from the configurations so far; they go on unchanged
+                from .ops.fit import OutputModel, fit
+
+                fit(current, OutputModel(step.output, overwrite=overwrite), step.name,
+                    params=step.kwargs["params"], seed=step.seed,
+                    autopara_info=autopara_info)
+            else:
+                kwargs = dict(step.kwargs)
+                if step.model is not None:
+                    from .ops.fit import FittedModel
+
+                    kwargs["calculator"] = FittedModel.load(step.model).calculator
+                current = step.operation(current, OutputSpec(step.output, overwrite=overwrite),
+                                         autopara_info=autopara_info, seed=step.seed,
+                                         **kwargs)
         except WflpError as err:
             raise _prefixed(err, step.label) from err
-        after = _record_state(step.output)
+        after = _record_state(step.output, fitting)
         result = StepResult(step.index, step.kind, step.name, step.output,
                             reused=before is not None and before == after,
-                            configs=_configs_written(step.output),
+                            configs=None if fitting else _configs_written(step.output),
                             seconds=time.perf_counter() - started)
         results.append(result)
         if on_step is not None:
@@ -509,11 +573,11 @@ def run_chain(source: ChainSource, overwrite: bool = False, autopara_info: Any =
     return run_plan(plan, overwrite=overwrite, autopara_info=autopara_info, on_step=on_step)
 
 
-def _record_state(output: Path) -> tuple | None:
+def _record_state(output: Path, model: bool = False) -> tuple | None:
     from .records import record_path
 
     try:
-        st = os.stat(record_path(output))
+        st = os.stat(output / "record.json" if model else record_path(output))
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)

@@ -415,10 +415,13 @@ def run_command(target: tuple, inputs: tuple, output: Optional[str], settings: t
     def report(result: Any) -> None:
         what = f"step {result.index}: " if chain else ""
         done = "reused (record matches)" if result.reused else f"done in {result.seconds:.1f} s"
-        configs = "?" if result.configs is None else result.configs
-        noun = "config" if configs == 1 else "configs"
+        if result.kind == "fitters":
+            made = "model"
+        else:
+            configs = "?" if result.configs is None else result.configs
+            made = f"{configs} {'config' if configs == 1 else 'configs'}"
         click.echo(f"{what}{result.kind[:-1]} {result.name} -> {_rel(result.output)}: "
-                   f"{configs} {noun}, {done}")
+                   f"{made}, {done}")
 
     run_plan(plan, overwrite=overwrite, autopara_info=info, on_step=report)
 

@@ -463,6 +463,7 @@ def wflp_fitters():
             summary="mean energy per atom of the training set (example)",
             fit="{{MODULE}}.fit:fit",
             calculator="{{NAME}}",
+            model_argument="potential",
         )
     ]
 
@@ -483,21 +484,23 @@ def wflp_calculators():
 ''',
     "code": '''
 """The fitter: fit(training, workdir, **params) -> path of the fitted potential,
-and the calculator that evaluates that potential."""
+and the calculator that evaluates that potential. wflp.ops.fit calls it with the path of
+an extended-XYZ training file and a fresh run directory."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import ase.io
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 
-def fit(training, workdir, energy_key: str = "energy") -> Path:
+def fit(training, workdir, energy_key: str = "ref_energy") -> Path:
     """Fit E = e0 * number of atoms to the training energies (info[energy_key])."""
     per_atom = []
-    for atoms in training:
+    for atoms in ase.io.read(training, ":"):
         if energy_key not in atoms.info:
             raise ValueError(f"a training configuration has no info[{energy_key!r}]")
         per_atom.append(atoms.info[energy_key] / len(atoms))
@@ -533,29 +536,24 @@ def make_calculator(potential: str) -> ConstantPerAtom:
     "usage": '''
 ```python
 from wflp import ConfigSet, OutputSpec
-from wflp.ops import calculate
-from wflp.plugins import get_fitter
+from wflp.ops import OutputModel, calculate, fit
 
-spec = get_fitter("{{NAME}}")
-potential = spec.load()(ConfigSet("training.xyz"), "fit_dir", energy_key="energy")
-calculate(ConfigSet("configs.xyz"), OutputSpec("evaluated.xyz"),
-          calculator=(spec.calculator, [], {"potential": str(potential)}))
+model = fit(ConfigSet("training.xyz"), OutputModel("{{NAME}}_model"), fitter="{{NAME}}",
+            params={"energy_key": "ref_energy"})
+calculate(ConfigSet("configs.xyz"), OutputSpec("evaluated.xyz"), calculator=model.calculator)
 ```
 ''',
     "test": '''
 def test_fit_then_evaluate(tmp_path):
     from ase.build import molecule
     from wflp import OutputSpec
-    from wflp.ops import calculate
-    from wflp.plugins import get_fitter
+    from wflp.ops import OutputModel, calculate, fit
 
-    spec = get_fitter("{{NAME}}")
     h2, h2o = molecule("H2"), molecule("H2O")
-    h2.info["energy"], h2o.info["energy"] = -2.0, -6.0   # -1 and -2 per atom
-    potential = spec.load()([h2, h2o], tmp_path)
-    assert potential.exists()
-    out = list(calculate([molecule("CH4")], OutputSpec(),
-                         calculator=(spec.calculator, [], {"potential": str(potential)})))
+    h2.info["ref_energy"], h2o.info["ref_energy"] = -2.0, -6.0   # -1 and -2 per atom
+    model = fit([h2, h2o], OutputModel(tmp_path / "model"), fitter="{{NAME}}")
+    assert model.main_file.exists()
+    out = list(calculate([molecule("CH4")], OutputSpec(), calculator=model.calculator))
     assert out[0].info["{{NAME}}_energy"] == pytest.approx(-1.5 * 5)
 ''',
 }

@@ -2,12 +2,14 @@
 
 from .basic import map, select_by_bool, select_by_index
 from .calculate import calculate
+from .fit import FittedModel, ModelFiles, OutputModel, fit
 from .isolated import isolated_atoms
 from .md import md
 from .optimize import optimize
 from .selection import GlobalSelector, global_selector
 from .selectors import select_cur, select_flat_histogram, select_fps
 
-__all__ = ["GlobalSelector", "calculate", "global_selector", "isolated_atoms", "map", "md",
+__all__ = ["FittedModel", "GlobalSelector", "ModelFiles", "OutputModel", "calculate", "fit",
+           "global_selector", "isolated_atoms", "map", "md",
            "optimize", "select_by_bool", "select_by_index", "select_cur",
            "select_flat_histogram", "select_fps"]

@@ -120,16 +120,20 @@ def wflp_selectors() -> Iterable[SelectorSpec]:
 
 @hookspec
 def wflp_fitters() -> Iterable[FitterSpec]:
-    """Register potential fitters: ``fit(training, workdir, **params)`` returns the path
-    of the fitted potential, which the calculator named in the spec evaluates.
+    """Register model fitters, used through ``wflp.ops.fit``: ``fit(training, workdir,
+    **params)`` gets the path of an extended-XYZ training file and a fresh run directory,
+    and returns the model's main file (or a ``wflp.ops.fit.ModelFiles``), which the
+    calculator named in the spec evaluates, taking it by the keyword ``model_argument``.
 
     Example: a "fitter" that stores the mean energy per atom of the training set::
 
-        >>> import json, pathlib
+        >>> import json, pathlib, tempfile
+        >>> import ase.io
         >>> from wflp import hookimpl
         >>> from wflp.plugins import FitterSpec, WflpPluginManager
-        >>> def fit_mean(training, workdir, energy_key="energy"):
-        ...     per_atom = [at.info[energy_key] / len(at) for at in training]
+        >>> def fit_mean(training, workdir, energy_key="ref_energy"):
+        ...     frames = ase.io.read(training, ":")
+        ...     per_atom = [at.info[energy_key] / len(at) for at in frames]
         ...     path = pathlib.Path(workdir) / "mean.json"
         ...     path.write_text(json.dumps({"e0": sum(per_atom) / len(per_atom)}))
         ...     return path
@@ -137,15 +141,16 @@ def wflp_fitters() -> Iterable[FitterSpec]:
         ...     @hookimpl
         ...     def wflp_fitters(self):
         ...         return [FitterSpec(name="mean_energy", summary="mean energy per atom",
-        ...                            fit=fit_mean, calculator="mean_energy")]
+        ...                            fit=fit_mean, calculator="mean_energy",
+        ...                            model_argument="potential")]
         >>> pm = WflpPluginManager(entry_points=())
         >>> pm.register_plugin(MeanPlugin())
         'MeanPlugin'
-        >>> import tempfile
         >>> from ase.build import molecule
-        >>> h2 = molecule("H2"); h2.info["energy"] = -2.0
+        >>> h2 = molecule("H2"); h2.info["ref_energy"] = -2.0
         >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     out = pm.get_spec("fitters", "mean_energy").load()([h2], tmp)
+        ...     ase.io.write(f"{tmp}/train.xyz", [h2])
+        ...     out = pm.get_spec("fitters", "mean_energy").load()(f"{tmp}/train.xyz", tmp)
         ...     json.loads(out.read_text())
         {'e0': -1.0}
     """

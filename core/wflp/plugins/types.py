@@ -155,13 +155,20 @@ class SelectorSpec(_Spec):
 
 @dataclasses.dataclass(frozen=True)
 class FitterSpec(_Spec):
-    """Fits a potential: fit(training: ConfigSet, workdir, **params) -> path of the potential.
+    """Fits a model: ``fit(training, workdir, **params)`` with *training* the path of an
+    extended-XYZ file and *workdir* a fresh, empty run directory (``seed`` and ``cores``
+    are passed when it takes them); returns the main model file, or a
+    ``wflp.ops.fit.ModelFiles``. Used through ``wflp.ops.fit``, which records, reuses
+    and places the model.
 
-    calculator: name of the registered calculator that evaluates the fitted potential.
+    calculator: name of the registered calculator that evaluates the fitted model.
+    model_argument: the keyword of that calculator's factory that takes the model's
+    main file (no guessing whether it is positional or which keyword).
     """
 
     fit: Target = None  # type: ignore[assignment]
     calculator: str = ""
+    model_argument: str = "model"
     kind = "fitters"
     target_field = "fit"
 
@@ -172,6 +179,10 @@ class FitterSpec(_Spec):
                               f"registered calculator (a string), got {self.calculator!r}")
         if self.calculator:
             object.__setattr__(self, "calculator", normalize_name(self.calculator))
+        if not isinstance(self.model_argument, str) or not self.model_argument.isidentifier():
+            raise PluginError(f"fitter {self.name!r}: model_argument must be the keyword the "
+                              f"calculator factory takes the model file by, got "
+                              f"{self.model_argument!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -111,7 +111,7 @@ class Describer:
             return _describe_array(obj)
         if isinstance(obj, enum.Enum):
             return f"{type(obj).__qualname__}.{obj.name}"
-        if isinstance(obj, os.PathLike):
+        if isinstance(obj, os.PathLike) and not hasattr(obj, PROTOCOL):
             return os.fspath(obj)
         if isinstance(obj, (bytes, bytearray)):
             return {"bytes_sha256": sha256_bytes(bytes(obj))}
