@@ -380,3 +380,42 @@ def test_folder_digest_follows_content(tmp_path):
     (tmp_path / "Si" / "POTCAR").write_text("two")
     assert folder_sha256(tmp_path, ["*/POTCAR"])["sha256"] != first["sha256"]
     assert first["files"] == 1 and folder_sha256(tmp_path / "none") is None
+
+
+def test_ase_warnings_and_prints_go_to_the_debug_log(tmp_path, program, capsys, caplog):
+    class Noisy(ToyRunner):
+        def run(self, calc, atoms, properties, workdir):
+            import warnings
+
+            warnings.warn("WARNING: this file contains warnings")
+            print("Warning: If you are reading in an engrad file ...")
+            return super().run(calc, atoms, properties, workdir)
+
+    atoms = clusters(1)[0]
+    atoms.calc = Noisy(command=f"{sys.executable} {program}", rundir_root=str(tmp_path))
+    with caplog.at_level("DEBUG", logger="wflp"):
+        with __import__("warnings").catch_warnings():
+            __import__("warnings").simplefilter("error")  # a warning that escaped would raise
+            atoms.get_potential_energy()
+    assert capsys.readouterr().out == ""
+    assert "this file contains warnings" in caplog.text
+    assert "reading in an engrad file" in caplog.text
+
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "fileio.md"
+
+
+def test_the_docs_page_examples_run_as_shown(tmp_path, monkeypatch, capsys):
+    import re
+
+    blocks = re.findall(r"```python\n(.*?)```(?:\s*```text\n(.*?)```)?", DOC.read_text(), re.S)
+    assert len(blocks) == 2
+    monkeypatch.chdir(tmp_path)
+    shutdown_pool()
+    try:
+        for i, (code, expected) in enumerate(blocks):
+            exec(compile(code, f"fileio.md[{i}]", "exec"), {"__name__": "__docs__"})
+            if expected:
+                assert capsys.readouterr().out == expected
+    finally:
+        shutdown_pool()
