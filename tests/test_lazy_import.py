@@ -34,4 +34,4 @@ def test_exported_names_are_imported_on_first_use():
     import pytest
 
     with pytest.raises(AttributeError, match="not_a_name"):
-        getattr(wflp, "not_a_name")
+        _ = wflp.not_a_name
