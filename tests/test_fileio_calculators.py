@@ -259,7 +259,7 @@ def test_generic_calculator_reports_the_exit_status_ase_saw(tmp_path, program):
     assert '"toy: SCF did not converge"' in error and '"toy: giving up"' in error
 
 
-def test_keep_policies_and_empty_folders(tmp_path, program):
+def test_keep_policies_and_empty_folders(tmp_path, program, monkeypatch):
     cmd = f"{sys.executable} {program}"
     for keep, expected in [("all", {"toy.in", "toy.out", "toy.log", "toy.err", "toy.pid"}),
                            (["*.in", "toy.err"], {"toy.in", "toy.err"})]:
@@ -272,6 +272,10 @@ def test_keep_policies_and_empty_folders(tmp_path, program):
                      prefix="t_")
     assert "t_rundir" not in at.info and "t_energy" in at.info
     assert not (tmp_path / "none.xyz.rundirs").exists()  # empty folders removed
+    monkeypatch.chdir(tmp_path)  # in memory, default root: nothing left behind either
+    [at] = calculate(clusters(1), OutputSpec(),
+                     calculator=(ToyRunner, [], {"command": cmd, "keep": "none"}), prefix="t_")
+    assert "t_energy" in at.info and not (tmp_path / "wflp-rundirs").exists()
     with pytest.raises(ParameterError, match="keep must be 'main', 'all', 'none'"):
         check_keep("everything", "toyrun")
 
@@ -387,7 +391,7 @@ def test_ase_warnings_and_prints_go_to_the_debug_log(tmp_path, program, capsys, 
         def run(self, calc, atoms, properties, workdir):
             import warnings
 
-            warnings.warn("WARNING: this file contains warnings")
+            warnings.warn("WARNING: this file contains warnings", stacklevel=2)
             print("Warning: If you are reading in an engrad file ...")
             return super().run(calc, atoms, properties, workdir)
 

@@ -591,6 +591,8 @@ class FileCalculator(BaseCalculator):
                 self.wflp_rundir = None
                 with contextlib.suppress(OSError):
                     os.rmdir(rundir.parent)   # the root, if nothing else is in it
+                    if rundir.parent.parent == Path(DEFAULT_ROOT).absolute():
+                        os.rmdir(rundir.parent.parent)   # ./wflp-rundirs, if empty
 
     # -- the calculation -------------------------------------------------------------------------
     def check_structure(self, atoms: Any) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -239,6 +240,7 @@ def test_settings(monkeypatch, species_dir):
     monkeypatch.setenv("AIMS_SPECIES_DIR", species_dir)
     monkeypatch.setenv("WFLP_AIMS_COMMAND", "mpirun -np 4 aims.x")
     calc = AimsCalculator()
+    assert pickle.loads(pickle.dumps(calc)).__wflp_provenance__() == calc.__wflp_provenance__()
     assert (calc.species_dir, calc.command) == (species_dir, "mpirun -np 4 aims.x")
     with pytest.raises(ParameterError, match="directory= is set by wflp"):
         AimsCalculator(directory="x")

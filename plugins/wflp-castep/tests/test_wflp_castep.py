@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,8 @@ def test_discovered_without_importing_ase_castep():
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_two_workers_give_the_serial_results_and_lj_values(tmp_path):
+def test_two_workers_give_the_serial_results_and_lj_values(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)   # the in-memory run's ./wflp-rundirs
     configs = cu_cells(6) + cu_cells(2, seed=1, swap="Au")
     ase.io.write(tmp_path / "in.xyz", configs)
     spec = ("castep", [], params())
@@ -211,6 +213,7 @@ def test_records_and_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("PSPOT_DIR", str(tmp_path))
     monkeypatch.setenv("WFLP_CASTEP_COMMAND", "mpirun -np 4 castep.mpi")
     calc = CastepCalculator()
+    assert pickle.loads(pickle.dumps(calc)).__wflp_provenance__() == calc.__wflp_provenance__()
     assert (calc.castep_pp_path, calc.command) == (str(tmp_path), "mpirun -np 4 castep.mpi")
     with pytest.raises(ParameterError, match="param must be a table"):
         CastepCalculator(param=["cut_off_energy: 300"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -272,6 +273,7 @@ def test_bad_settings_are_refused_with_a_clear_message(monkeypatch):
     monkeypatch.setenv("WFLP_ESPRESSO_COMMAND", "mpirun -np 2 pw.x")
     monkeypatch.setenv("WFLP_ESPRESSO_COMMAND_GAMMA", "pw.x -nk 1")
     calc = factory(env={"OMP_NUM_THREADS": "1"})
+    assert pickle.loads(pickle.dumps(calc)).__wflp_provenance__()["command"] == calc.command
     assert (calc.command, calc.command_gamma) == ("mpirun -np 2 pw.x", "pw.x -nk 1")
     h2 = molecule("H2")
     assert calc.command_for(h2) == "env OMP_NUM_THREADS=1 pw.x -nk 1"

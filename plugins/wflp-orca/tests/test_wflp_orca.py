@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,24 @@ def test_two_workers_give_the_serial_results_and_lj_values(tmp_path):
     assert len({a.info["orca_energy"] for a in par}) == 8
 
 
+def test_an_instance_goes_to_two_workers_too(tmp_path):
+    from wflp_orca.calculator import OrcaCalculator
+
+    calc = OrcaCalculator(**params())
+    shutdown_pool()
+    try:
+        out = list(calculate(clusters(4, seed=2), OutputSpec(tmp_path / "i.xyz"), calculator=calc,
+                             autopara_info=AutoparaInfo(num_python_subprocesses=2,
+                                                        num_inputs_per_python_subprocess=1)))
+    finally:
+        shutdown_pool()
+    assert [Path(a.info["OrcaCalculator_rundir"]).name for a in out] == [
+        f"{i:06d}" for i in range(4)]
+    if not REAL:
+        assert all(a.info["OrcaCalculator_energy"] == pytest.approx(lj(c)[0], abs=1e-9)
+                   for a, c in zip(out, clusters(4, seed=2)))
+
+
 def test_forces_ask_orca_for_the_gradient(tmp_path):
     [a, b] = [list(calculate(clusters(1), OutputSpec(), calculator=("orca", [], params(
         keep="all", rundir_root=str(tmp_path / name))), properties=props))[0]
@@ -165,7 +184,9 @@ def test_settings(monkeypatch):
     from wflp_orca.calculator import OrcaCalculator, absolute_program
 
     monkeypatch.setenv("WFLP_ORCA_COMMAND", "/opt/orca/orca")
-    assert OrcaCalculator().command == "/opt/orca/orca"
+    calc = OrcaCalculator()
+    assert calc.command == "/opt/orca/orca"
+    assert pickle.loads(pickle.dumps(calc)).__wflp_provenance__() == calc.__wflp_provenance__()
     assert absolute_program("env A=1 python -x").split()[:3] == [
         "env", "A=1", subprocess.check_output(["which", "python"], text=True).strip()]
     with pytest.raises(ParameterError, match="orcasimpleinput must be a string"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -230,6 +231,7 @@ def test_settings(monkeypatch, tmp_path, pp_path):
     monkeypatch.delenv("WFLP_VASP_COMMAND", raising=False)
     monkeypatch.delenv("WFLP_VASP_COMMAND_GAMMA", raising=False)
     calc = VaspCalculator(xc="PBE")
+    assert pickle.loads(pickle.dumps(calc)).__wflp_provenance__() == calc.__wflp_provenance__()
     assert (calc.command, calc.command_gamma, calc.pp_path) == ("vasp_std", "vasp_gam",
                                                                 pp_path)
     files = calc.input_files()
