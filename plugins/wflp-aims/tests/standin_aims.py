@@ -11,48 +11,11 @@ numbers and "Have a nice day."), ``crash`` (an error and exit status 1), ``silen
 (exit 0, no output).
 """
 
-import itertools
 import os
 import sys
-import time
 
 import numpy as np
-
-SIGMA, EPSILON, CUTOFF = 2.3, 0.4, 5.0   # the stand-in's Lennard-Jones potential (eV, Å)
-
-
-def lennard_jones(positions, cell, pbc, sigma=SIGMA, epsilon=EPSILON, rc=CUTOFF):
-    """Energy, forces and stress (ASE's sign, Voigt order) of a truncated, shifted
-    Lennard-Jones potential over periodic images: ASE's LennardJones(smooth=False)."""
-    pos = np.asarray(positions, dtype=float)
-    cell = np.asarray(cell, dtype=float)
-    reps = []
-    volume = abs(np.linalg.det(cell)) if np.any(pbc) else None
-    for k in range(3):
-        if pbc[k]:
-            other = np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])
-            height = volume / np.linalg.norm(other)
-            reps.append(range(-int(np.ceil(rc / height)), int(np.ceil(rc / height)) + 1))
-        else:
-            reps.append(range(1))
-    e0 = 4 * epsilon * ((sigma / rc) ** 12 - (sigma / rc) ** 6)
-    energy, forces, virial = 0.0, np.zeros_like(pos), np.zeros((3, 3))
-    for shift in itertools.product(*reps):
-        d = pos[None, :, :] + np.array(shift, dtype=float) @ cell - pos[:, None, :]
-        r2 = (d ** 2).sum(-1)
-        mask = (r2 < rc * rc) & (r2 > 1e-12)
-        r2 = np.where(mask, r2, 1.0)
-        c6 = (sigma * sigma / r2) ** 3
-        energy += 0.5 * np.sum(np.where(mask, 4 * epsilon * (c6 * c6 - c6) - e0, 0.0))
-        fmag = np.where(mask, 24 * epsilon * (2 * c6 * c6 - c6) / r2, 0.0)
-        forces -= (fmag[..., None] * d).sum(axis=1)
-        virial += 0.5 * np.einsum("ij,ija,ijb->ab", fmag, d, d)
-    stress = None
-    if volume:
-        s = -virial / volume
-        stress = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
-    return energy, forces, stress
-
+from wflp.standin import failure_mode, lennard_jones, pause
 
 HEADER = """------------------------------------------------------------
           Invoking FHI-aims ...
@@ -103,11 +66,7 @@ def main():
         sys.exit(1)
     keys, species = read_control()
     symbols, cell, pos = read_geometry()
-    mode = "ok"
-    for item in filter(None, os.environ.get("WFLP_STANDIN_FAIL", "").split(",")):
-        what, element = item.split(":")
-        if element in symbols:
-            mode = what
+    mode = failure_mode(symbols)
     if mode == "silent":
         sys.exit(0)
     missing = sorted(set(symbols) - set(species))
@@ -118,7 +77,7 @@ def main():
     if periodic and "k_grid" not in keys:
         print("  * Error: a periodic geometry needs a k_grid in control.in", flush=True)
         sys.exit(1)
-    time.sleep(float(os.environ.get("WFLP_STANDIN_SLEEP", "0.05")))
+    pause()
     energy, forces, stress = lennard_jones(pos, cell if periodic else np.zeros((3, 3)),
                                            (periodic,) * 3)
     n = len(symbols)

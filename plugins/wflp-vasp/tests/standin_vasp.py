@@ -9,49 +9,14 @@ structures containing Element fail: ``unconverged`` (NELM reached, exit 0, as VA
 does), ``crash`` (an error message and exit status 1), ``silent`` (exit 0, no output).
 """
 
-import itertools
 import os
 import sys
-import time
 
 import numpy as np
+from wflp.standin import failure_mode, lennard_jones, pause
 
 GPA = 0.006241509125883258  # eV/Å^3, ase.units.GPa (CODATA 2014)
 
-SIGMA, EPSILON, CUTOFF = 2.3, 0.4, 5.0   # the stand-in's Lennard-Jones potential (eV, Å)
-
-
-def lennard_jones(positions, cell, pbc, sigma=SIGMA, epsilon=EPSILON, rc=CUTOFF):
-    """Energy, forces and stress (ASE's sign, Voigt order) of a truncated, shifted
-    Lennard-Jones potential over periodic images: ASE's LennardJones(smooth=False)."""
-    pos = np.asarray(positions, dtype=float)
-    cell = np.asarray(cell, dtype=float)
-    reps = []
-    volume = abs(np.linalg.det(cell)) if np.any(pbc) else None
-    for k in range(3):
-        if pbc[k]:
-            other = np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])
-            height = volume / np.linalg.norm(other)
-            reps.append(range(-int(np.ceil(rc / height)), int(np.ceil(rc / height)) + 1))
-        else:
-            reps.append(range(1))
-    e0 = 4 * epsilon * ((sigma / rc) ** 12 - (sigma / rc) ** 6)
-    energy, forces, virial = 0.0, np.zeros_like(pos), np.zeros((3, 3))
-    for shift in itertools.product(*reps):
-        d = pos[None, :, :] + np.array(shift, dtype=float) @ cell - pos[:, None, :]
-        r2 = (d ** 2).sum(-1)
-        mask = (r2 < rc * rc) & (r2 > 1e-12)
-        r2 = np.where(mask, r2, 1.0)
-        c6 = (sigma * sigma / r2) ** 3
-        energy += 0.5 * np.sum(np.where(mask, 4 * epsilon * (c6 * c6 - c6) - e0, 0.0))
-        fmag = np.where(mask, 24 * epsilon * (2 * c6 * c6 - c6) / r2, 0.0)
-        forces -= (fmag[..., None] * d).sum(axis=1)
-        virial += 0.5 * np.einsum("ij,ija,ijb->ab", fmag, d, d)
-    stress = None
-    if volume:
-        s = -virial / volume
-        stress = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])
-    return energy, forces, stress
 
 
 def read_poscar(path="POSCAR"):
@@ -91,11 +56,7 @@ def main():
             sys.exit(1)
     params = incar()
     symbols, cell, positions = read_poscar()
-    mode = "ok"
-    for item in filter(None, os.environ.get("WFLP_STANDIN_FAIL", "").split(",")):
-        what, element = item.split(":")
-        if element in set(symbols):
-            mode = what
+    mode = failure_mode(symbols)
     if mode == "silent":
         sys.exit(0)
     kpoints = open("KPOINTS").read().split("\n")
@@ -107,7 +68,7 @@ def main():
     steps = [3.0, 0.2, 1e-2, 1e-3, 5e-5, 2e-6]
     if mode == "unconverged":
         steps = [3.0, 0.5, 0.2, 0.1][:max(1, min(nelm, 4))]
-    time.sleep(float(os.environ.get("WFLP_STANDIN_SLEEP", "0.05")))
+    pause()
 
     titels = [line.split("=", 1)[1].strip() for line in open("POTCAR")
               if line.strip().startswith("TITEL")]
