@@ -441,6 +441,13 @@ from .remote.cli import jobs_group  # noqa: E402  (light: click only)
 cli.add_command(jobs_group)
 
 
+# -- errors ---------------------------------------------------------------------------------
+
+from .analysis.cli import errors_command  # noqa: E402  (light: click only)
+
+cli.add_command(errors_command)
+
+
 # -- new-plugin ---------------------------------------------------------------------------
 
 @cli.command("new-plugin")
