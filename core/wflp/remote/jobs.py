@@ -268,6 +268,7 @@ class JobManager:
         command = sched.accounting_command(unlisted) if unlisted else None
         if command is not None:
             accounted = sched.parse_accounting(self._run(system, command), unlisted)
+        self._explain(system, sched, rows, markers, listed, accounted)
         for r in rows:
             state, reason, code = _decide(r, sched, listed.get(r.scheduler_id or ""),
                                           accounted.get(r.scheduler_id or ""),
@@ -279,6 +280,28 @@ class JobManager:
                 if state.final:
                     values["finished"] = time.time()
                 self.store.update(r.id, **values)
+
+    def _explain(self, system: SystemConfig, sched: Scheduler, rows: list[JobRow],
+                 markers: dict[str, set], listed: dict[str, Status],
+                 accounted: dict[str, Status]) -> None:
+        """Let the dialect look closer (one command) at the jobs whose status asked for it
+        (Status.explain), e.g. at their stderr; refines *listed* / *accounted* in place."""
+        wanted: dict[str, str] = {}
+        for r in rows:
+            sid = r.scheduler_id or ""
+            status = listed.get(sid, accounted.get(sid))
+            if status is not None and status.explain and \
+                    runner.SUCCEEDED not in markers.get(r.remote_dir, set()):
+                wanted[sid] = f"{r.remote_dir}/stderr"
+        command = sched.explain_command(dict(wanted)) if wanted else None
+        if command is None:
+            return
+        before = {sid: listed.get(sid, accounted.get(sid)) for sid in wanted}
+        for sid, status in sched.parse_explain(self._run(system, command), before).items():
+            if sid in listed:
+                listed[sid] = status
+            elif sid in accounted:
+                accounted[sid] = status
 
     # -- waiting ------------------------------------------------------------------------------
     def wait(self, rows: Iterable[JobRow], timeout: Optional[float] = None,

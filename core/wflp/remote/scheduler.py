@@ -61,6 +61,9 @@ class Status:
     state: JobState
     reason: str = ""                   # the scheduler's state code or reason, for people
     exit_code: Optional[int] = None
+    #: the dialect wants a closer look (Scheduler.explain_command) before the core decides,
+    #: e.g. a memory kill that the scheduler reports as a plain failure
+    explain: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +138,17 @@ class Scheduler:
     def parse_accounting(self, result: CommandResult, ids: list[str]) -> dict[str, Status]:
         return {}
 
+    def explain_command(self, jobs: dict[str, str]) -> Optional[list[str]]:
+        """One command that tells more about the jobs whose Status asked for it
+        (``explain=True``): *jobs* maps their ids to their stderr paths (None: nothing to
+        run). Run once, when such a job is first seen, not at every poll."""
+        return None
+
+    def parse_explain(self, result: CommandResult,
+                      statuses: dict[str, Status]) -> dict[str, Status]:
+        """The statuses of those jobs, refined by what explain_command said."""
+        return statuses
+
     def cancel_command(self, ids: list[str]) -> list[str]:
         raise NotImplementedError
 
@@ -154,6 +168,35 @@ class Scheduler:
     def runner_options(self, job: JobScript, max_cores: Optional[int]) -> list[str]:
         """Options for the job runner (limits the scheduler does not enforce itself)."""
         return []
+
+
+_TAIL_MARK = "==wflp-tail== "
+
+
+def tail_command(files: dict[str, str], nbytes: int = 8192) -> list[str]:
+    """One command printing the last *nbytes* of each file of ``{key: path}`` (missing
+    files print nothing), for :meth:`Scheduler.explain_command`; see :func:`parse_tails`."""
+    script = ('n="$1"; shift; while [ "$#" -gt 1 ]; do '
+              f'printf "\\n{_TAIL_MARK}%s\\n" "$1"; tail -c "$n" -- "$2" 2>/dev/null; '
+              'shift 2; done')
+    words = [w for key, path in files.items() for w in (key, path)]
+    return ["sh", "-c", script, "sh", str(int(nbytes)), *words]
+
+
+def parse_tails(result: CommandResult) -> dict[str, str]:
+    """``{key: text}`` from the output of :func:`tail_command`."""
+    out: dict[str, str] = {}
+    key, lines = None, []
+    for line in result.stdout.split("\n"):
+        if line.startswith(_TAIL_MARK):
+            if key is not None:
+                out[key] = "\n".join(lines).strip("\n")
+            key, lines = line[len(_TAIL_MARK):], []
+        elif key is not None:
+            lines.append(line)
+    if key is not None:
+        out[key] = "\n".join(lines).strip("\n")
+    return out
 
 
 class LocalScheduler(Scheduler):
@@ -223,4 +266,5 @@ class LocalScheduler(Scheduler):
 
 
 __all__ = ["CommandResult", "FINAL_STATES", "JobScript", "JobState", "LocalScheduler",
-           "Scheduler", "SchedulerError", "Status", "sanitize_job_name"]
+           "Scheduler", "SchedulerError", "Status", "parse_tails", "sanitize_job_name",
+           "tail_command"]
