@@ -1,0 +1,413 @@
+"""Queued jobs on a real Slurm (scripts/services/slurm.sh), from this machine and over SSH to
+127.0.0.1: results, an operation split into jobs, cancel (wflp's and scancel), failures,
+time and memory limits, a killed driver, held and suspended jobs, and what decides when
+squeue no longer lists a job (sacct, then the job's markers). Faults are injected for real."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk
+from slurm_helpers import ROOT, require_sacct, require_slurm, write_systems
+from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
+from wflp.remote import manager, submit
+from wflp.remote.jobs import RemoteJobError
+from wflp.remote.store import JobStore
+
+
+def add(a, b):
+    return a + b
+
+
+def nap(seconds, tag=None):
+    time.sleep(seconds)
+    return seconds
+
+
+def hog(megabytes, seconds):
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):  # touch every page: resident, not just reserved
+        block[i] = 1
+    time.sleep(seconds)
+    return len(block)
+
+
+def die(code):
+    os._exit(code)
+
+
+def _scaled(at, factor):
+    at.positions *= factor
+    at.info["factor"] = factor
+    return at
+
+
+def configs(n, seed=7):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        at = bulk("Cu", "fcc", a=3.6, cubic=True)
+        at.rattle(0.05, seed=int(rng.integers(1 << 30)))
+        out.append(at)
+    return out
+
+
+def squeue(job_id):
+    out = subprocess.run(["squeue", "-h", "-t", "all", "-j", f"{job_id},{job_id}", "-o", "%T"],
+                         capture_output=True, text=True, timeout=60)
+    return out.stdout.strip()
+
+
+def wait_until(check, timeout=60.0, what="a condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def row_of(job):
+    return manager().store.get(job.id)
+
+
+def started(job):
+    return Path(row_of(job).remote_dir, "started").exists()
+
+
+# -- the basics ---------------------------------------------------------------------------
+
+def test_function_job_result_comes_back(system):
+    job = submit(add, args=(20, 22), system=system,
+                 resources={"max_time": "5m", "max_memory": "500M"})
+    assert job.result(timeout="2m") == 42
+    row = row_of(job)
+    assert re.fullmatch(r"\d+", row.scheduler_id)
+    # the result comes with the job's marker, a moment before Slurm sees the job end
+    wait_until(lambda: squeue(row.scheduler_id) == "COMPLETED", 30, "Slurm to say COMPLETED")
+    script = Path(row.remote_dir, "job.sh").read_text()
+    assert "#SBATCH --time=0-00:05:00" in script and "#SBATCH --mem=500M" in script
+    assert f"#SBATCH --job-name={row.name}" in script
+    again = submit(add, args=(20, 22), system=system,
+                   resources={"max_time": "5m", "max_memory": "500M"})
+    assert again.id == job.id and again.result() == 42  # found, not submitted again
+    assert len(manager().store.select()) == 1
+
+
+def test_operation_of_40_items_5_per_job_gives_the_local_bytes(system):
+    from wflp.ops import map
+
+    ase.io.write("in.xyz", configs(40))
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), _scaled, args=(1.01,))
+    jm = manager()
+    jm.status_calls.clear()
+    polls = []
+    original = jm._refresh_system
+
+    def counting(sys_config, group):
+        polls.append(len(group))
+        return original(sys_config, group)
+
+    jm._refresh_system = counting
+    try:
+        remote = RemoteInfo(system=system, job_name="scale", num_inputs_per_queued_job=5,
+                            resources={"num_cores": 1, "max_time": "10m"}, timeout="5m")
+        out = map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), _scaled, args=(1.01,),
+                  autopara_info=AutoparaInfo(remote_info=remote))
+    finally:
+        jm._refresh_system = original
+    assert Path("remote.xyz").read_bytes() == Path("local.xyz").read_bytes()
+    assert len(list(out)) == 40
+    rows = jm.store.select()
+    assert len(rows) == 8 and {r.state for r in rows} == {"succeeded"}
+    assert len({r.scheduler_id for r in rows}) == 8
+    # one squeue per poll for all of the system's jobs, never one per job
+    assert polls and max(polls) > 1 and jm.status_calls[system] == len(polls)
+
+
+# -- cancel ---------------------------------------------------------------------------------
+
+def test_cancel_by_wflp_and_by_scancel(system):
+    ours = submit(nap, args=(300, "ours"), system=system, resources={"max_time": "10m"})
+    theirs = submit(nap, args=(300, "theirs"), system=system, resources={"max_time": "10m"})
+    wait_until(lambda: started(ours) and started(theirs), 60, "both jobs to start")
+    ours.cancel()
+    assert row_of(ours).state == "cancelled"
+    subprocess.run(["scancel", row_of(theirs).scheduler_id], check=True, timeout=60)
+    with pytest.raises(RemoteJobError, match=r"ended as cancelled \(CANCELLED"):
+        theirs.result(timeout="1m")  # Slurm's word: no wflp marker asked for it
+    assert squeue(row_of(ours).scheduler_id) == "CANCELLED"
+
+
+def test_cancelling_jobs_slurm_cannot_cancel_is_reported(system):
+    from wflp.remote.jobs import scheduler_for
+
+    done = submit(add, args=(1, 2), system=system)
+    done.result(timeout="2m")
+    finished = row_of(done).scheduler_id
+    config = manager().system(system)
+    sched = scheduler_for(config)
+    ids = [finished, "999999991"]
+    problems = sched.parse_cancel(manager()._run(config, sched.cancel_command(ids)), ids)
+    assert "already completing or completed" in problems[finished]
+    assert "Invalid job id specified" in problems["999999991"]
+    assert "does not know it" in problems["999999991"]
+
+
+# -- failures and limits -------------------------------------------------------------------
+
+def test_nonzero_exit_is_failed_with_the_stderr_path(system):
+    job = submit(die, args=(3,), system=system, resources={"max_time": "5m"})
+    row = row_of(job)
+    with pytest.raises(RemoteJobError, match=rf"ended as failed \(the job's process exited "
+                                             rf"with status 3\).*stderr "
+                                             rf"{re.escape(row.remote_dir)}/stderr"):
+        job.result(timeout="2m")
+    wait_until(lambda: squeue(row.scheduler_id) == "FAILED", 30, "Slurm to say FAILED")
+
+
+def test_a_job_that_cannot_start_python_is_failed_with_its_stderr(system, tmp_path):
+    text = Path("wflp-systems.toml").read_text()
+    Path("wflp-systems.toml").write_text(
+        text.replace(f'python = "{sys.executable}"', 'python = "/nonexistent/python3"'))
+    job = submit(add, args=(1, 2), system=system, resources={"max_time": "5m"})
+    with pytest.raises(RemoteJobError, match=r"ended as failed \(FAILED \(NonZeroExitCode\); "
+                                             r"its stderr ends: .*/nonexistent/python3.*"
+                                             r"not found"):
+        job.result(timeout="2m")
+
+
+def test_memory_kill_is_out_of_memory(system):
+    job = submit(hog, args=(800, 30), system=system,
+                 resources={"max_time": "5m", "max_memory": "200M"})
+    with pytest.raises(RemoteJobError, match=r"ended as out_of_memory \(FAILED.*Slurm killed "
+                                             r"it for its memory"):
+        job.result(timeout="2m")
+    row = row_of(job)
+    assert "xceeded" in Path(row.remote_dir, "stderr").read_text()  # slurmstepd said so
+    assert squeue(row.scheduler_id) == "FAILED"  # what Slurm itself calls it, without cgroups
+
+
+@pytest.mark.slow
+def test_job_over_a_one_minute_walltime_is_a_timeout(both):
+    start = time.monotonic()
+    jobs = [submit(nap, args=(600, name), system=name, resources={"max_time": "1m"})
+            for name in both]  # here and over SSH at once: the wait is Slurm's
+    for job in jobs:
+        with pytest.raises(RemoteJobError, match=r"ended as timeout"):
+            job.result(timeout="4m")
+        row = row_of(job)
+        assert squeue(row.scheduler_id) == "TIMEOUT"
+        assert Path(row.remote_dir, "terminated").exists()  # SIGTERM reached the runner
+    assert 55 < time.monotonic() - start < 200
+
+
+# -- a killed driver --------------------------------------------------------------------------
+
+DRIVER = textwrap.dedent("""
+    import logging, sys, time
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
+    from wflp.ops import map
+
+    def slow(at):
+        time.sleep(0.2)
+        at.info["slow"] = True
+        return at
+
+    if __name__ == "__main__":
+        remote = RemoteInfo(system=sys.argv[2], job_name="slow", num_inputs_per_queued_job=2,
+                            resources={"max_time": "10m"}, timeout="5m")
+        map(ConfigSet("in.xyz"), OutputSpec(sys.argv[1]), slow,
+            autopara_info=AutoparaInfo(remote_info=remote))
+        print("finished")
+""")
+
+
+def _driver(system, out="out.xyz"):
+    env = {**os.environ, "WFLP_PROGRESS": "0"}
+    return subprocess.Popen([sys.executable, "driver.py", out, system], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_driver_killed_after_submitting_10_jobs_rerun_submits_nothing(system):
+    from wflp.ops import map
+
+    Path("driver.py").write_text(DRIVER)
+    ase.io.write("in.xyz", configs(20))
+    first = _driver(system)
+    store = JobStore()
+    wait_until(lambda: first.poll() is not None or
+               len([r for r in store.select() if r.scheduler_id]) >= 10, 120,
+               "10 submitted jobs")
+    assert first.poll() is None, first.communicate()[1]
+    first.send_signal(signal.SIGKILL)  # right after the 10th job was submitted
+    first.wait()
+    assert not Path("out.xyz").exists()
+    rerun = _driver(system)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert "submitted job" not in err  # nothing submitted again
+    rows = store.select()
+    assert len(rows) == 10 and all(r.attempts == 1 for r in rows)
+    assert {r.state for r in rows} == {"succeeded"}
+    exec(compile(DRIVER.split("if __name__")[0], "driver", "exec"), globals())
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), globals()["slow"])
+    assert Path("out.xyz").read_bytes() == Path("local.xyz").read_bytes()
+
+
+def test_driver_killed_between_submit_and_storing_the_id_makes_no_duplicate(system, tmp_path):
+    log = tmp_path / "runs.log"
+    Path("submitter.py").write_text(textwrap.dedent(f"""
+        import logging, sys
+        logging.basicConfig(level=logging.INFO)
+        from wflp.remote import submit
+
+        def once(path):
+            with open(path, "a") as fd:
+                fd.write("ran\\n")
+            return 7
+
+        print(submit(once, args=({str(log)!r},), system={system!r}).result(timeout="2m"))
+    """))
+    dying = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
+                           env={**os.environ, "WFLP_TEST_EXIT_AFTER_SUBMIT": "1"}, timeout=120)
+    assert dying.returncode == 75, dying.stderr  # Slurm has the job, the store has no id
+    [row] = JobStore().select()
+    assert row.state == "submitting" and row.scheduler_id is None
+    rerun = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
+                           timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.strip() == "7"
+    assert "was submitted before" in rerun.stderr or "ran already" in rerun.stderr
+    assert log.read_text() == "ran\n"  # it ran once
+    assert len(JobStore().select()) == 1
+
+
+# -- held and suspended ---------------------------------------------------------------------
+
+def test_held_and_suspended_jobs(system):
+    cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True,
+                              timeout=60).stdout.split()[0])
+    blocker = subprocess.run(["sbatch", "--parsable", "-n", str(cpus), "-o", "/dev/null",
+                              "--wrap", "sleep 120"], capture_output=True, text=True,
+                             check=True, timeout=60).stdout.strip()
+    try:
+        wait_until(lambda: squeue(blocker) == "RUNNING", 60, "the blocker to run")
+        job = submit(nap, args=(120, "held"), system=system, resources={"max_time": "10m"})
+        assert job.state == "queued"  # waits for the cores the blocker holds
+        subprocess.run(["scontrol", "hold", row_of(job).scheduler_id], check=True, timeout=60)
+        assert job.state == "held" and "JobHeld" in row_of(job).reason  # Admin, as root
+        subprocess.run(["scontrol", "release", row_of(job).scheduler_id], check=True,
+                       timeout=60)
+        assert job.state == "queued"
+    finally:
+        subprocess.run(["scancel", blocker], timeout=60)
+    wait_until(lambda: job.state == "running" and started(job), 60, "the job to run")
+    subprocess.run(["scontrol", "suspend", row_of(job).scheduler_id], check=True, timeout=60)
+    assert job.state == "held" and "suspended" in row_of(job).reason
+    subprocess.run(["scontrol", "resume", row_of(job).scheduler_id], check=True, timeout=60)
+    assert job.state == "running"
+    job.cancel()
+
+
+# -- when squeue no longer lists a job -------------------------------------------------------
+
+def test_jobs_squeue_forgot_are_decided_by_sacct_then_by_markers(project, tmp_path,
+                                                                   register_wflp_plugin):
+    """squeue lists finished jobs for MinJobAge seconds only; after that sacct decides, and
+    without accounting the job's markers. A dialect whose squeue asks only for live jobs
+    (the real squeue, with -t PD,R,CG,S) puts finished jobs in that situation at once."""
+    from wflp import SchedulerSpec, hookimpl
+    from wflp_slurm.scheduler import SlurmScheduler
+
+    require_sacct()
+
+    class LiveOnly(SlurmScheduler):
+        name = "slurm_live_only"
+
+        def status_command(self, ids):
+            argv = super().status_command(ids)
+            argv[argv.index("all")] = "PD,R,CG,S"
+            return argv
+
+    class Plugin:
+        @hookimpl
+        def wflp_schedulers(self):
+            return [SchedulerSpec(name="slurm_live_only", summary="squeue of live jobs only",
+                                  factory=LiveOnly)]
+
+    register_wflp_plugin(Plugin())
+    no_acct = tmp_path / "slurm-no-accounting.conf"
+    conf = Path("/etc/slurm/slurm.conf").read_text()
+    no_acct.write_text(re.sub(r"(?m)^AccountingStorage\w+=.*$", "", conf) +
+                       "\nAccountingStorageType=accounting_storage/none\n")
+    write_systems(project, tmp_path, extra=f"""
+        [systems.acct]
+        scheduler = "slurm_live_only"
+        python = "{sys.executable}"
+        remote_root = "{tmp_path / 'acct-jobs'}"
+        poll_interval = 1
+        [systems.noacct]
+        scheduler = "slurm_live_only"
+        python = "{sys.executable}"
+        remote_root = "{tmp_path / 'noacct-jobs'}"
+        poll_interval = 1
+        command_prefix = ["env", "SLURM_CONF={no_acct}"]
+    """)
+    fine = submit(add, args=(1, 1), system="acct")
+    assert fine.result(timeout="2m") == 2   # its marker says so
+    killed = submit(nap, args=(300, "acct"), system="acct", resources={"max_time": "10m"})
+    wait_until(lambda: started(killed), 60, "the job to start")
+    subprocess.run(["scancel", row_of(killed).scheduler_id], check=True, timeout=60)
+    with pytest.raises(RemoteJobError, match=r"ended as cancelled \(CANCELLED by \d+"):
+        killed.result(timeout="1m")  # from sacct: squeue was not asked about finished jobs
+    crashed = submit(die, args=(5,), system="acct")
+    with pytest.raises(RemoteJobError, match=r"ended as failed \(the job's process exited "
+                                             r"with status 5\)"):
+        crashed.result(timeout="1m")
+    # no accounting: the markers decide, and a job that left none is unknown, not done
+    lost = submit(nap, args=(300, "noacct"), system="noacct", resources={"max_time": "10m"})
+    wait_until(lambda: started(lost), 60, "the job to start")
+    subprocess.run(["scancel", "--signal=KILL", row_of(lost).scheduler_id], check=True,
+                   timeout=60)
+    wait_until(lambda: squeue(row_of(lost).scheduler_id) == "CANCELLED", 60, "the kill")
+    assert lost.state == "unknown"
+    assert "no longer lists it" in row_of(lost).reason
+    done = submit(add, args=(2, 2), system="noacct")
+    assert done.result(timeout="2m") == 4
+
+
+def test_a_failing_sbatch_is_a_clear_error(project, tmp_path):
+    require_slurm()
+    write_systems(project, tmp_path, extra="""
+        [systems.broken]
+        scheduler = "slurm"
+        command_prefix = ["env", "SLURM_CONF=/dev/null"]
+        poll_interval = 1
+    """)
+    from wflp.remote.scheduler import SchedulerError
+
+    with pytest.raises(SchedulerError, match=r"sbatch did not print a job id: `env "
+                                             r"SLURM_CONF=/dev/null sbatch "
+                                             r"--parsable .*` exited with 1: .*"):
+        submit(add, args=(1, 2), system="broken")
+
+
+def test_the_services_script_reports_slurm_alive():
+    require_slurm()
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "services" / "slurm.sh"), "status"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "is UP" in out.stdout
