@@ -30,6 +30,7 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -202,9 +203,13 @@ def fit(training: Any, output: OutputModel, fitter: str, params: Optional[dict] 
                           "another name")
     owner = get_plugin_manager().provider("fitters", spec.name)
     describer = Describer()
+    code = describer.callable(func, "fitter")
+    programs = getattr(func, "__wflp_provenance__", None)
+    if callable(programs):  # the fitting program's version: a new one makes a new model
+        code["provenance"] = describer.describe(programs(), "fitter.provenance")
     record = Record(
         kind="fit", name=spec.name, version=str(owner.version or ""),
-        code=describer.callable(func, "fitter"),
+        code=code,
         parameters={"params": describer.describe(params, "parameters.params"), "seed": seed},
         inputs={}, layout={"outputs": [str(target)], "split": "model folder"},
         output={"format": "model"},
@@ -272,6 +277,73 @@ def _call(func: Any, training: Path, workdir: Path, params: dict, seed: Optional
     if "cores" in accepted:
         extra["cores"] = cores
     return func(training, workdir, **params, **extra)
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+TAIL_LINES = 8
+
+
+def run_program(argv: Sequence[str], workdir: Union[str, os.PathLike], label: str, *,
+                threads: int = 1, log: str = "fit", env: Optional[dict] = None,
+                timeout: Optional[float] = None) -> Path:
+    """Run a fitting program in *workdir* and return the path of its stdout file.
+
+    stdout goes to ``<log>.out`` and stderr to ``<log>.err`` in *workdir*; OpenMP and BLAS
+    threads are set to *threads* for the program alone (this process's environment is
+    untouched), *env* adds variables. A missing program, a non-zero exit status or a
+    run past *timeout* seconds is a :class:`FitError` quoting the last lines of both
+    files; when interrupted (Ctrl-C), the program and its children are killed first.
+    """
+    import signal
+    import subprocess
+
+    from ..calculators.fileio import tail
+
+    workdir = Path(workdir)
+    argv = [os.fspath(a) for a in argv]
+    variables = dict(os.environ)
+    variables.update({name: str(max(1, int(threads))) for name in THREAD_VARIABLES})
+    variables.update({str(k): str(v) for k, v in (env or {}).items()})
+    out_path, err_path = workdir / f"{log}.out", workdir / f"{log}.err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        try:
+            proc = subprocess.Popen(argv, cwd=workdir, stdout=out, stderr=err,
+                                    stdin=subprocess.DEVNULL, env=variables,
+                                    start_new_session=True)
+        except OSError as error:
+            raise FitError(f"{label}: cannot run {argv[0]!r} ({error.strerror or error}); "
+                           "install it or give its path") from error
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except BaseException as error:
+            for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
+                try:
+                    kill()
+                except OSError:
+                    pass
+            try:
+                proc.wait(timeout=10)
+            except Exception:  # pragma: no cover - a process that will not die
+                pass
+            if isinstance(error, subprocess.TimeoutExpired):
+                raise FitError(f"{label}: {argv[0]} ran past the time limit of {timeout} s"
+                               f"{_last_lines(tail(out_path, TAIL_LINES), tail(err_path))}"
+                               ) from None
+            raise
+    if returncode != 0:
+        raise FitError(f"{label}: {os.path.basename(argv[0])} exited with status {returncode}"
+                       f"{_last_lines(tail(out_path, TAIL_LINES), tail(err_path, TAIL_LINES))}")
+    return out_path
+
+
+def _last_lines(stdout: list, stderr: list) -> str:
+    def joined(lines: list) -> str:
+        picked = [" ".join(x.split()) for x in lines if x.strip()]
+        return " | ".join(x[:200] for x in picked)
+
+    parts = [f"{name}: {joined(lines)}" for name, lines in (("stdout", stdout),
+                                                              ("stderr", stderr)) if lines]
+    return "; last lines of " + "; ".join(parts) if parts else " (it printed nothing)"
 
 
 def _fit_in_job(func: Any, params: dict, seed: Optional[int], cores: int) -> Any:
@@ -444,4 +516,5 @@ def _remove_leftovers(target: Path) -> None:
             log.info("fit: removed %s, left by an interrupted fit", parent / entry)
 
 
-__all__ = ["FitError", "FittedModel", "ModelFile", "ModelFiles", "OutputModel", "fit"]
+__all__ = ["FitError", "FittedModel", "ModelFile", "ModelFiles", "OutputModel", "fit",
+           "run_program"]
