@@ -492,9 +492,10 @@ def _prefixes_seen(inputs: Any) -> list:
         if i >= 20:
             break
         for key in list(atoms.info) + list(atoms.arrays):
-            for name in ("energy", "forces", "stress", "virial"):
+            for name in ("free_energy", "energy", "forces", "stress", "virial"):
                 if key.endswith(name) and key != name:
                     found.add(key[: -len(name)])
+                    break
         if "energy" in _results(atoms):
             found.add("")
     return sorted(found)

@@ -49,7 +49,7 @@ OWN_OPTIONS = frozenset({"at_file", "gap", "gp_file", "default_sigma", "e0", "e0
 def fit_gap(training: Union[str, os.PathLike], workdir: Union[str, os.PathLike],
             descriptors: Sequence[Mapping], default_sigma: Sequence[float] = (0.002, 0.05,
                                                                                 0.05, 0.0),
-            e0: Union[str, Mapping, None] = "average",
+            e0: Union[str, Mapping, None] = None,
             config_type_sigma: Optional[Mapping[str, Sequence[float]]] = None,
             ref_prefix: str = "", sparse_jitter: float = 1e-8,
             extra: Optional[Mapping[str, Any]] = None, program: str = "gap_fit",
@@ -60,7 +60,7 @@ def fit_gap(training: Union[str, os.PathLike], workdir: Union[str, os.PathLike],
     descriptors: one dict per descriptor, ``{"type": "soap", "l_max": 4, ...}``: the
     type first, then gap_fit's own keys (True/False become T/F, lists {a b c}).
     default_sigma: expected errors of energies (eV), forces (eV/A), virials (eV) and
-    Hessians. e0: ``"average"`` (gap_fit's default), ``"isolated"`` (from the training
+    Hessians. e0: None or ``"average"`` (gap_fit's default), ``"isolated"`` (from the training
     set's single-atom configurations) or {element: energy}. config_type_sigma:
     {config_type: [energy, force, virial, hessian sigmas]}. ref_prefix: the reference
     results are ``<ref_prefix>energy``, ``<ref_prefix>forces``, ``<ref_prefix>virial``
