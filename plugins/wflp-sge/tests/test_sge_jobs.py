@@ -1,0 +1,338 @@
+"""Queued jobs on a real Grid Engine (scripts/services/sge.sh: Son of Grid Engine 8.1.9 in a
+loopback-only network namespace, reached with the command prefix `ip netns exec sge`), from
+this machine and over SSH to 127.0.0.1: results, an operation split into jobs, cancel
+(wflp's and qdel), failures, the h_rt limit, a killed driver, held, suspended and error
+(Eqw) jobs. Faults are injected for real; qacct says how finished jobs ended."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk
+from sge_helpers import ROOT, require_sge, sge
+from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
+from wflp.remote import manager, submit
+from wflp.remote.jobs import RemoteJobError
+from wflp.remote.store import JobStore
+
+
+def add(a, b):
+    return a + b
+
+
+def nap(seconds, tag=None):
+    time.sleep(seconds)
+    return seconds
+
+
+def die(code):
+    os._exit(code)
+
+
+def _scaled(at, factor):
+    at.positions *= factor
+    at.info["factor"] = factor
+    return at
+
+
+def configs(n, seed=7):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        at = bulk("Cu", "fcc", a=3.6, cubic=True)
+        at.rattle(0.05, seed=int(rng.integers(1 << 30)))
+        out.append(at)
+    return out
+
+
+def qstat_state(job_id):
+    """The job's state letters in qstat (z: finished), "" when it is not listed."""
+    xml = sge("qstat", "-s", "prsz", "-u", "*", "-xml").stdout
+    for block in xml.split("<job_list")[1:]:
+        if f"<JB_job_number>{job_id}</JB_job_number>" in block:
+            return re.search(r"<state>(\w*)</state>", block).group(1)
+    return ""
+
+
+def qacct(job_id):
+    out = sge("qacct", "-j", str(job_id)).stdout
+    return {line.split()[0]: line.split(None, 1)[1].strip() for line in out.splitlines()
+            if len(line.split(None, 1)) == 2}
+
+
+def wait_until(check, timeout=60.0, what="a condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def row_of(job):
+    return manager().store.get(job.id)
+
+
+def started(job):
+    return Path(row_of(job).remote_dir, "started").exists()
+
+
+# -- the basics ---------------------------------------------------------------------------
+
+def test_function_job_result_comes_back(system):
+    job = submit(add, args=(20, 22), system=system, resources={"max_time": "5m"})
+    assert job.result(timeout="2m") == 42
+    row = row_of(job)
+    assert re.fullmatch(r"\d+", row.scheduler_id)
+    script = Path(row.remote_dir, "job.sh").read_text()
+    assert "#$ -l h_rt=0:05:00" in script and f"#$ -N {row.name}" in script
+    # Grid Engine ran it, and its accounting says it ended well
+    record = wait_until(lambda: qacct(row.scheduler_id).get("exit_status"), 30, "qacct")
+    assert record.startswith("0") and qacct(row.scheduler_id)["failed"].startswith("0")
+    again = submit(add, args=(20, 22), system=system, resources={"max_time": "5m"})
+    assert again.id == job.id and again.result() == 42  # found, not submitted again
+    assert len(manager().store.select()) == 1
+
+
+def test_operation_of_40_items_5_per_job_gives_the_local_bytes(system):
+    from wflp.ops import map
+
+    ase.io.write("in.xyz", configs(40))
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), _scaled, args=(1.01,))
+    jm = manager()
+    jm.status_calls.clear()
+    polls = []
+    original = jm._refresh_system
+
+    def counting(sys_config, group):
+        polls.append(len(group))
+        return original(sys_config, group)
+
+    jm._refresh_system = counting
+    try:
+        remote = RemoteInfo(system=system, job_name="scale", num_inputs_per_queued_job=5,
+                            resources={"num_cores": 1, "max_time": "10m"}, timeout="5m")
+        out = map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), _scaled, args=(1.01,),
+                  autopara_info=AutoparaInfo(remote_info=remote))
+    finally:
+        jm._refresh_system = original
+    assert Path("remote.xyz").read_bytes() == Path("local.xyz").read_bytes()
+    assert len(list(out)) == 40
+    rows = jm.store.select()
+    assert len(rows) == 8 and {r.state for r in rows} == {"succeeded"}
+    assert polls and max(polls) > 1 and jm.status_calls[system] == len(polls)
+
+
+# -- cancel ---------------------------------------------------------------------------------
+
+def test_cancel_by_wflp_and_by_qdel(system):
+    ours = submit(nap, args=(300, "ours"), system=system, resources={"max_time": "10m"})
+    theirs = submit(nap, args=(300, "theirs"), system=system, resources={"max_time": "10m"})
+    wait_until(lambda: started(ours) and started(theirs), 60, "both jobs to start")
+    ours.cancel()
+    assert row_of(ours).state == "cancelled"
+    sge("qdel", row_of(theirs).scheduler_id, check=True)
+    with pytest.raises(RemoteJobError, match=r"ended as cancelled \(qacct: failed 100 "
+                                             r"\(assumedly after job\), exit_status 137"):
+        theirs.result(timeout="1m")  # qacct's word: no wflp marker asked for it
+
+
+def test_cancelling_jobs_grid_engine_cannot_cancel_is_reported(system):
+    from wflp.remote.jobs import scheduler_for
+
+    done = submit(add, args=(1, 2), system=system)
+    done.result(timeout="2m")
+    finished = row_of(done).scheduler_id
+    wait_until(lambda: qstat_state(finished) in ("z", ""), 30, "the job to end")
+    config = manager().system(system)
+    sched = scheduler_for(config)
+    ids = [finished, "999991"]
+    problems = sched.parse_cancel(manager()._run(config, sched.cancel_command(ids)), ids)
+    assert set(problems) == {finished, "999991"}
+    assert all("does not know it" in p for p in problems.values())
+
+
+# -- failures and limits -------------------------------------------------------------------
+
+def test_nonzero_exit_is_failed_with_the_stderr_path(system):
+    job = submit(die, args=(3,), system=system, resources={"max_time": "5m"})
+    row = row_of(job)
+    with pytest.raises(RemoteJobError, match=rf"ended as failed \(the job's process exited "
+                                             rf"with status 3\).*stderr "
+                                             rf"{re.escape(row.remote_dir)}/stderr"):
+        job.result(timeout="2m")
+
+
+def test_a_job_that_cannot_start_python_is_failed_by_its_accounting(system):
+    text = Path("wflp-systems.toml").read_text()
+    Path("wflp-systems.toml").write_text(
+        text.replace(f'python = "{sys.executable}"', 'python = "/nonexistent/python3"'))
+    job = submit(add, args=(1, 2), system=system, resources={"max_time": "5m"})
+    with pytest.raises(RemoteJobError, match=r"ended as failed \(qacct: failed 0, "
+                                             r"exit_status 127\)"):
+        job.result(timeout="2m")
+    assert "not found" in Path(row_of(job).remote_dir, "stderr").read_text()
+
+
+@pytest.mark.slow
+def test_job_over_its_h_rt_is_a_timeout(both):
+    start = time.monotonic()
+    jobs = [submit(nap, args=(600, name), system=name, resources={"max_time": "30s"})
+            for name in both]  # here and over SSH at once
+    for job in jobs:
+        with pytest.raises(RemoteJobError, match=r"ended as timeout \(qacct: failed 37 "
+                                                 r"\(qmaster enforced h_rt.*h_rt 30"):
+            job.result(timeout="3m")
+    assert 28 < time.monotonic() - start < 120
+
+
+# -- a killed driver --------------------------------------------------------------------------
+
+DRIVER = textwrap.dedent("""
+    import logging, sys, time
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
+    from wflp.ops import map
+
+    def slow(at):
+        time.sleep(0.2)
+        at.info["slow"] = True
+        return at
+
+    if __name__ == "__main__":
+        remote = RemoteInfo(system=sys.argv[2], job_name="slow", num_inputs_per_queued_job=2,
+                            resources={"max_time": "10m"}, timeout="5m")
+        map(ConfigSet("in.xyz"), OutputSpec(sys.argv[1]), slow,
+            autopara_info=AutoparaInfo(remote_info=remote))
+        print("finished")
+""")
+
+
+def _driver(system, out="out.xyz"):
+    env = {**os.environ, "WFLP_PROGRESS": "0"}
+    return subprocess.Popen([sys.executable, "driver.py", out, system], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_driver_killed_after_submitting_10_jobs_rerun_submits_nothing(system):
+    from wflp.ops import map
+
+    Path("driver.py").write_text(DRIVER)
+    ase.io.write("in.xyz", configs(20))
+    first = _driver(system)
+    store = JobStore()
+    wait_until(lambda: first.poll() is not None or
+               len([r for r in store.select() if r.scheduler_id]) >= 10, 120,
+               "10 submitted jobs")
+    assert first.poll() is None, first.communicate()[1]
+    first.send_signal(signal.SIGKILL)  # right after the 10th job was submitted
+    first.wait()
+    assert not Path("out.xyz").exists()
+    rerun = _driver(system)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert "submitted job" not in err  # nothing submitted again
+    rows = store.select()
+    assert len(rows) == 10 and all(r.attempts == 1 for r in rows)
+    assert {r.state for r in rows} == {"succeeded"}
+    exec(compile(DRIVER.split("if __name__")[0], "driver", "exec"), globals())
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), globals()["slow"])
+    assert Path("out.xyz").read_bytes() == Path("local.xyz").read_bytes()
+
+
+def test_driver_killed_between_submit_and_storing_the_id_makes_no_duplicate(system, tmp_path):
+    log = tmp_path / "runs.log"
+    Path("submitter.py").write_text(textwrap.dedent(f"""
+        import logging, sys
+        logging.basicConfig(level=logging.INFO)
+        from wflp.remote import submit
+
+        def once(path):
+            with open(path, "a") as fd:
+                fd.write("ran\\n")
+            return 7
+
+        print(submit(once, args=({str(log)!r},), system={system!r}).result(timeout="2m"))
+    """))
+    dying = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
+                           env={**os.environ, "WFLP_TEST_EXIT_AFTER_SUBMIT": "1"}, timeout=120)
+    assert dying.returncode == 75, dying.stderr  # Grid Engine has the job, the store no id
+    [row] = JobStore().select()
+    assert row.state == "submitting" and row.scheduler_id is None
+    rerun = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
+                           timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.strip() == "7"
+    assert "was submitted before" in rerun.stderr or "ran already" in rerun.stderr
+    assert log.read_text() == "ran\n"  # it ran once
+    assert len(JobStore().select()) == 1
+
+
+# -- held, suspended, error ------------------------------------------------------------------
+
+def test_held_suspended_and_error_jobs(system, tmp_path):
+    slots = sge("qconf", "-sq", "all.q", check=True).stdout
+    n = int(re.search(r"(?m)^slots\s+(\d+)", slots).group(1))
+    blocker = sge("qsub", "-terse", "-b", "y", "-pe", "smp", str(n), "-o", "/dev/null",
+                  "-e", "/dev/null", "sleep", "120", check=True).stdout.strip()
+    try:
+        wait_until(lambda: qstat_state(blocker) == "r", 60, "the blocker to run")
+        job = submit(nap, args=(120, "held"), system=system, resources={"max_time": "10m"})
+        broken = submit(nap, args=(1, "broken"), system=system, resources={"max_time": "10m"})
+        assert job.state == "queued" and row_of(job).reason == "qw"
+        sge("qhold", row_of(job).scheduler_id, check=True)
+        assert job.state == "held" and row_of(job).reason == "hqw"
+        sge("qrls", row_of(job).scheduler_id, check=True)
+        assert job.state == "queued"
+        # a job whose working directory is gone: Grid Engine puts it in error (Eqw)
+        folder = Path(row_of(broken).remote_dir)
+        folder.rename(tmp_path / "moved-away")
+    finally:
+        sge("qdel", blocker)
+    with pytest.raises(RemoteJobError, match=r"ended as failed \(Eqw \(error state\): it could "
+                                             r"not start: error: can't chdir to .*No such "
+                                             r"file or directory.*"
+                                             rf"qdel {row_of(broken).scheduler_id}"):
+        broken.result(timeout="1m")
+    assert qstat_state(row_of(broken).scheduler_id) == "Eqw"  # still queued, in error
+    wait_until(lambda: job.state == "running" and started(job), 60, "the job to run")
+    sge("qmod", "-sj", row_of(job).scheduler_id, check=True)
+    assert job.state == "held" and "suspended" in row_of(job).reason
+    sge("qmod", "-usj", row_of(job).scheduler_id, check=True)
+    assert job.state == "running"
+    job.cancel()
+
+
+def test_a_failing_qstat_is_a_clear_error(project, tmp_path):
+    require_sge()
+    from sge_helpers import write_systems
+    from wflp.remote.scheduler import SchedulerError
+
+    write_systems(project, tmp_path)
+    job = submit(nap, args=(60, "x"), system="sge", resources={"max_time": "5m"})
+    text = Path("wflp-systems.toml").read_text()
+    Path("wflp-systems.toml").write_text(text.replace('command_prefix = [', 'command_prefix = '
+                                                      '["env", "SGE_CELL=nonexistent", '))
+    manager()._systems.clear()
+    with pytest.raises(SchedulerError, match=r"qstat failed: `.*SGE_CELL=nonexistent.*qstat "
+                                             r"-s prsz -u '\*' -xml` exited with 1: .*"):
+        job.result(timeout="1m")
+
+
+def test_the_services_script_reports_grid_engine_alive():
+    require_sge()
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "services" / "sge.sh"), "status"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
