@@ -1,0 +1,322 @@
+"""Queued jobs through PBS-syntax qsub/qstat/qdel (Slurm's Torque wrappers over the real test
+Slurm: scripts/services/pbs.sh), from this machine and over SSH to 127.0.0.1: results, an
+operation split into jobs, cancel (wflp's and qdel), failures, walltime and memory limits,
+a killed driver, suspended jobs, unknown ids. Faults are injected for real.
+
+The wrappers show every finished job as `C` with no exit status, so the dialect reads the
+stderr of jobs that ended without their result (as it does for PBS's own
+"=>> PBS: job killed: walltime ..." lines)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase.build import bulk
+from pbs_helpers import ROOT, pbs
+from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
+from wflp.remote import manager, submit
+from wflp.remote.jobs import RemoteJobError, scheduler_for
+from wflp.remote.store import JobStore
+
+
+def add(a, b):
+    return a + b
+
+
+def nap(seconds, tag=None):
+    time.sleep(seconds)
+    return seconds
+
+
+def hog(megabytes, seconds):
+    block = bytearray(megabytes * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(seconds)
+    return len(block)
+
+
+def die(code):
+    os._exit(code)
+
+
+def _scaled(at, factor):
+    at.positions *= factor
+    at.info["factor"] = factor
+    return at
+
+
+def configs(n, seed=7):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        at = bulk("Cu", "fcc", a=3.6, cubic=True)
+        at.rattle(0.05, seed=int(rng.integers(1 << 30)))
+        out.append(at)
+    return out
+
+
+def job_state(job_id):
+    m = re.search(r"job_state = (\w)", pbs("qstat", "-f", job_id).stdout)
+    return m.group(1) if m else ""
+
+
+def wait_until(check, timeout=60.0, what="a condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def row_of(job):
+    return manager().store.get(job.id)
+
+
+def started(job):
+    return Path(row_of(job).remote_dir, "started").exists()
+
+
+# -- the basics ---------------------------------------------------------------------------
+
+def test_function_job_result_comes_back(system):
+    job = submit(add, args=(20, 22), system=system,
+                 resources={"max_time": "5m", "max_memory": "500M"})
+    assert job.result(timeout="2m") == 42
+    row = row_of(job)
+    assert re.fullmatch(r"\d+(\.\S+)?", row.scheduler_id)
+    script = Path(row.remote_dir, "job.sh").read_text()
+    assert "#PBS -l walltime=0:05:00" in script and "#PBS -l nodes=1:ppn=1" in script
+    assert "#PBS -l mem=500mb" in script and f"#PBS -N {row.name}" in script
+    wait_until(lambda: job_state(row.scheduler_id) == "C", 30, "qstat to say C")
+    again = submit(add, args=(20, 22), system=system,
+                   resources={"max_time": "5m", "max_memory": "500M"})
+    assert again.id == job.id and again.result() == 42  # found, not submitted again
+    assert len(manager().store.select()) == 1
+
+
+def test_operation_of_40_items_5_per_job_gives_the_local_bytes(system):
+    from wflp.ops import map
+
+    ase.io.write("in.xyz", configs(40))
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), _scaled, args=(1.01,))
+    jm = manager()
+    jm.status_calls.clear()
+    polls = []
+    original = jm._refresh_system
+
+    def counting(sys_config, group):
+        polls.append(len(group))
+        return original(sys_config, group)
+
+    jm._refresh_system = counting
+    try:
+        remote = RemoteInfo(system=system, job_name="scale", num_inputs_per_queued_job=5,
+                            resources={"num_cores": 1, "max_time": "10m"}, timeout="5m")
+        out = map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), _scaled, args=(1.01,),
+                  autopara_info=AutoparaInfo(remote_info=remote))
+    finally:
+        jm._refresh_system = original
+    assert Path("remote.xyz").read_bytes() == Path("local.xyz").read_bytes()
+    assert len(list(out)) == 40
+    rows = jm.store.select()
+    assert len(rows) == 8 and {r.state for r in rows} == {"succeeded"}
+    assert polls and max(polls) > 1 and jm.status_calls[system] == len(polls)
+
+
+def test_unknown_ids_do_not_hide_the_known_ones(system):
+    job = submit(nap, args=(300, "known"), system=system, resources={"max_time": "10m"})
+    wait_until(lambda: started(job), 60, "the job to start")
+    config = manager().system(system)
+    sched = scheduler_for(config)
+    known = row_of(job).scheduler_id
+    alone = manager()._run(config, sched.status_command(["999999992"]))
+    assert alone.returncode == 153 and sched.parse_status(alone, ["999999992"]) == {}
+    mixed = manager()._run(config, sched.status_command([known, "999999992"]))
+    got = sched.parse_status(mixed, [known, "999999992"])
+    assert list(got) == [known] and got[known].state.value == "running"
+    job.cancel()
+
+
+# -- cancel ---------------------------------------------------------------------------------
+
+def test_cancel_by_wflp_and_by_qdel(system):
+    ours = submit(nap, args=(300, "ours"), system=system, resources={"max_time": "10m"})
+    theirs = submit(nap, args=(300, "theirs"), system=system, resources={"max_time": "10m"})
+    wait_until(lambda: started(ours) and started(theirs), 60, "both jobs to start")
+    ours.cancel()
+    assert row_of(ours).state == "cancelled"
+    pbs("qdel", row_of(theirs).scheduler_id, check=True)
+    with pytest.raises(RemoteJobError, match=r"ended as cancelled \(C \(ended; PBS gives no "
+                                             r"exit status\); its stderr says: .*CANCELLED AT"):
+        theirs.result(timeout="1m")  # from its stderr: no wflp marker asked for it
+
+
+def test_cancelling_an_id_pbs_does_not_know_is_reported(system):
+    config = manager().system(system)
+    sched = scheduler_for(config)
+    problems = sched.parse_cancel(manager()._run(config, sched.cancel_command(["999999993"])),
+                                  ["999999993"])
+    assert "exited with 1" in problems["999999993"]
+    assert "it may have ended already" in problems["999999993"]
+
+
+# -- failures and limits -------------------------------------------------------------------
+
+def test_nonzero_exit_is_failed_with_the_stderr_path(system):
+    job = submit(die, args=(3,), system=system, resources={"max_time": "5m"})
+    row = row_of(job)
+    with pytest.raises(RemoteJobError, match=rf"ended as failed \(the job's process exited "
+                                             rf"with status 3\).*stderr "
+                                             rf"{re.escape(row.remote_dir)}/stderr"):
+        job.result(timeout="2m")
+
+
+def test_memory_kill_is_out_of_memory(system):
+    job = submit(hog, args=(800, 30), system=system,
+                 resources={"max_time": "5m", "max_memory": "200M"})
+    with pytest.raises(RemoteJobError, match=r"ended as out_of_memory \(C \(ended; PBS gives "
+                                             r"no exit status\); its stderr says: .*xceeded"):
+        job.result(timeout="2m")
+
+
+@pytest.mark.slow
+def test_job_over_a_one_minute_walltime_is_a_timeout(both):
+    start = time.monotonic()
+    jobs = [submit(nap, args=(600, name), system=name, resources={"max_time": "1m"})
+            for name in both]
+    for job in jobs:
+        with pytest.raises(RemoteJobError, match=r"ended as timeout \(C .*DUE TO TIME LIMIT"):
+            job.result(timeout="4m")
+    assert 55 < time.monotonic() - start < 200
+
+
+def test_an_output_path_pbs_cannot_take_is_refused_before_submitting(project, tmp_path):
+    from pbs_helpers import require_pbs, write_systems
+    from wflp.remote.scheduler import SchedulerError
+
+    require_pbs()
+    write_systems(project, tmp_path / "a b $(touch PWNED)")
+    with pytest.raises(SchedulerError, match=r"PBS cannot take the job's output path "
+                                             r"'.*a b \$\(touch PWNED\).*/stdout'"):
+        submit(add, args=(1, 2), system="pbs")
+    assert not list(tmp_path.rglob("PWNED")) and not Path("PWNED").exists()
+    [row] = manager().store.select()
+    assert row.scheduler_id is None  # nothing reached qsub
+
+
+# -- a killed driver --------------------------------------------------------------------------
+
+DRIVER = textwrap.dedent("""
+    import logging, sys, time
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
+    from wflp.ops import map
+
+    def slow(at):
+        time.sleep(0.2)
+        at.info["slow"] = True
+        return at
+
+    if __name__ == "__main__":
+        remote = RemoteInfo(system=sys.argv[2], job_name="slow", num_inputs_per_queued_job=2,
+                            resources={"max_time": "10m"}, timeout="5m")
+        map(ConfigSet("in.xyz"), OutputSpec(sys.argv[1]), slow,
+            autopara_info=AutoparaInfo(remote_info=remote))
+        print("finished")
+""")
+
+
+def _driver(system, out="out.xyz"):
+    env = {**os.environ, "WFLP_PROGRESS": "0"}
+    return subprocess.Popen([sys.executable, "driver.py", out, system], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_driver_killed_after_submitting_10_jobs_rerun_submits_nothing(system):
+    from wflp.ops import map
+
+    Path("driver.py").write_text(DRIVER)
+    ase.io.write("in.xyz", configs(20))
+    first = _driver(system)
+    store = JobStore()
+    wait_until(lambda: first.poll() is not None or
+               len([r for r in store.select() if r.scheduler_id]) >= 10, 120,
+               "10 submitted jobs")
+    assert first.poll() is None, first.communicate()[1]
+    first.send_signal(signal.SIGKILL)  # right after the 10th job was submitted
+    first.wait()
+    assert not Path("out.xyz").exists()
+    rerun = _driver(system)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert "submitted job" not in err  # nothing submitted again
+    rows = store.select()
+    assert len(rows) == 10 and all(r.attempts == 1 for r in rows)
+    assert {r.state for r in rows} == {"succeeded"}
+    exec(compile(DRIVER.split("if __name__")[0], "driver", "exec"), globals())
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), globals()["slow"])
+    assert Path("out.xyz").read_bytes() == Path("local.xyz").read_bytes()
+
+
+def test_driver_killed_between_submit_and_storing_the_id_makes_no_duplicate(system, tmp_path):
+    log = tmp_path / "runs.log"
+    Path("submitter.py").write_text(textwrap.dedent(f"""
+        import logging, sys
+        logging.basicConfig(level=logging.INFO)
+        from wflp.remote import submit
+
+        def once(path):
+            with open(path, "a") as fd:
+                fd.write("ran\\n")
+            return 7
+
+        print(submit(once, args=({str(log)!r},), system={system!r}).result(timeout="2m"))
+    """))
+    dying = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
+                           env={**os.environ, "WFLP_TEST_EXIT_AFTER_SUBMIT": "1"}, timeout=120)
+    assert dying.returncode == 75, dying.stderr  # PBS has the job, the store has no id
+    [row] = JobStore().select()
+    assert row.state == "submitting" and row.scheduler_id is None
+    rerun = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
+                           timeout=180)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.strip() == "7"
+    assert "was submitted before" in rerun.stderr or "ran already" in rerun.stderr
+    assert log.read_text() == "ran\n"  # it ran once
+    assert len(JobStore().select()) == 1
+
+
+# -- suspended ----------------------------------------------------------------------------------
+
+def test_a_suspended_job_is_held(system):
+    job = submit(nap, args=(120, "suspended"), system=system, resources={"max_time": "10m"})
+    wait_until(lambda: job.state == "running" and started(job), 60, "the job to run")
+    sequence = row_of(job).scheduler_id.split(".")[0]
+    subprocess.run(["scontrol", "suspend", sequence], check=True, timeout=60)  # Slurm beneath
+    assert job.state == "held" and row_of(job).reason == "S (suspended)"
+    subprocess.run(["scontrol", "resume", sequence], check=True, timeout=60)
+    assert job.state == "running"
+    job.cancel()
+
+
+def test_the_services_script_reports_the_pbs_commands_alive():
+    from pbs_helpers import require_pbs
+
+    require_pbs()
+    out = subprocess.run(["bash", str(ROOT / "scripts" / "services" / "pbs.sh"), "status"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
