@@ -6,7 +6,8 @@
 # /usr/bin/qsub); put the prefix first in PATH, e.g. a system's
 # command_prefix = ["env", "PATH=/opt/wflp-pbs/usr/bin:/usr/bin:/bin"].
 #
-#   bash scripts/services/pbs.sh install   # apt: the wrappers' perl modules; the wrappers
+#   bash scripts/services/pbs.sh install   # apt: the wrappers' perl modules (if missing);
+#                                          # apt-get download: the wrappers, unpacked
 #   bash scripts/services/pbs.sh start     # starts Slurm if it is not up; checks qstat
 #   bash scripts/services/pbs.sh status    # exit 0 when qstat answers
 #   bash scripts/services/pbs.sh stop      # stops Slurm only if start started it
@@ -19,11 +20,15 @@ D="${WFLP_SLURM_DIR:-/tmp/wflp-slurm}"
 PACKAGES=(libslurm-perl libslurmdb-perl libswitch-perl)
 
 install() {
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}"
+    if ! dpkg -s "${PACKAGES[@]}" >/dev/null 2>&1; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${PACKAGES[@]}"
+    fi
     local tmp
     tmp="$(mktemp -d)"
     chmod 755 "${tmp}"   # apt-get download works as user _apt
+    chown _apt "${tmp}" 2>/dev/null || true
     (cd "${tmp}" && apt-get download -qq slurm-wlm-torque && mkdir -p "${PREFIX}" \
         && dpkg -x slurm-wlm-torque_*.deb "${PREFIX}")
     rm -rf "${tmp}"

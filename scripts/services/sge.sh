@@ -159,7 +159,7 @@ stop() {
         if [[ -s "${pf}" ]]; then
             pid="$(cat "${pf}")"
             if kill "${pid}" 2>/dev/null; then
-                echo "stopped $(basename "$(dirname "${pf}")") (${pid})"
+                echo "stopped $(basename "${pf}" .pid) (${pid})"
                 wait_for 20 sh -c "! kill -0 ${pid}" || kill -9 "${pid}" 2>/dev/null || true
             fi
         fi
