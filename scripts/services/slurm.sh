@@ -17,6 +17,8 @@
 #   KILL_WAIT=10       seconds between SIGTERM and SIGKILL at the time limit
 #   NODE_CPUS=$(nproc) CPUs the node offers; NODE_MEMORY=4000 MiB it offers
 #   DEF_MEM_PER_CPU=1000  MiB a job gets per CPU when it asks for no memory
+#   SCHED_PARAMS=batch_sched_delay=0  SchedulerParameters (Slurm's default delays starting
+#                      batch jobs by up to 3 s; a test cluster wants them started at once)
 #   EXTRA_CONF=...     extra slurm.conf lines
 #
 # Quirks of this Slurm (see plugins/wflp-slurm/README.md): memory limits are enforced by
@@ -34,6 +36,7 @@ KILL_WAIT="${KILL_WAIT:-10}"
 NODE_CPUS="${NODE_CPUS:-$(nproc)}"
 NODE_MEMORY="${NODE_MEMORY:-4000}"
 DEF_MEM_PER_CPU="${DEF_MEM_PER_CPU:-1000}"
+SCHED_PARAMS="${SCHED_PARAMS-batch_sched_delay=0}"
 EXTRA_CONF="${EXTRA_CONF:-}"
 PACKAGES=(slurmctld slurmd slurm-client munge)
 DBD_PACKAGES=(slurmdbd mariadb-server)
@@ -125,6 +128,7 @@ ${acct}
 JobCompType=jobcomp/filetxt
 JobCompLoc=/var/log/slurm/jobcomp.log
 SchedulerType=sched/backfill
+SchedulerParameters=${SCHED_PARAMS}
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=${DEF_MEM_PER_CPU}
