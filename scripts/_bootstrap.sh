@@ -1,18 +1,28 @@
 # shellcheck shell=bash
 # Sourced by the scripts in this folder: makes sure a virtual environment with
-# wflp and every first-party plugin (editable, with test extras) exists, then
-# activates it. Not meant to be run directly.
+# wflp and its first-party plugins exists, then activates it. Not meant to be run
+# directly.
+#
+#   wflp_bootstrap        every plugin, editable, with test extras (tests, development);
+#                         torch is installed first, alone ($WFLP_TORCH), so that
+#                         mace-torch finds it instead of pulling PyPI's CUDA build
+#   wflp_bootstrap demo   only what the demo needs: wflp and the plugins in
+#                         WFLP_DEMO_PLUGINS, editable, without test extras (no torch)
 #
 # Environment:
 #   WFLP_VENV       where the virtual environment lives (default: <repo>/.venv)
 #   PYTHON          the interpreter that creates it (default: python3)
 #   WFLP_REINSTALL  set to 1 to reinstall even if nothing changed
+#   WFLP_TORCH      the torch requirement installed before the plugins (default
+#                   torch==2.13.0, a CPU build where one is offered)
 
 set -euo pipefail
 
 WFLP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 WFLP_VENV="${WFLP_VENV:-${WFLP_ROOT}/.venv}"
 PYTHON="${PYTHON:-python3}"
+WFLP_TORCH="${WFLP_TORCH:-torch==2.13.0}"
+WFLP_DEMO_PLUGINS=(wflp-xtb wflp-smiles wflp-soap wflp-gap wflp-plots)
 export PIP_NO_INPUT=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
@@ -61,17 +71,35 @@ wflp_bootstrap() {
         "${WFLP_VENV}/bin/python" -m pip install --quiet --upgrade pip
     fi
 
+    local mode="${1:-all}"
     local stamp="${WFLP_VENV}/.wflp-install-digest"
+    local demo_stamp="${WFLP_VENV}/.wflp-install-digest-demo"
     local digest
     digest="$(_wflp_install_digest)"
     if [[ "${WFLP_REINSTALL:-0}" != "1" && -f "${stamp}" && "$(cat "${stamp}")" == "${digest}" ]]; then
         _wflp_log "environment ${WFLP_VENV} is up to date"
+    elif [[ "${mode}" == "demo" && "${WFLP_REINSTALL:-0}" != "1" && -f "${demo_stamp}" \
+            && "$(cat "${demo_stamp}")" == "${digest}" ]]; then
+        _wflp_log "environment ${WFLP_VENV} is up to date (demo plugins)"
+    elif [[ "${mode}" == "demo" ]]; then
+        local -a targets=(-e "${WFLP_ROOT}")
+        local name
+        for name in "${WFLP_DEMO_PLUGINS[@]}"; do
+            targets+=(-e "${WFLP_ROOT}/plugins/${name}")
+        done
+        _wflp_log "installing into ${WFLP_VENV}: wflp ${WFLP_DEMO_PLUGINS[*]} (the demo's; bash scripts/dev-install.sh installs all)"
+        "${WFLP_VENV}/bin/python" -m pip install --quiet "${targets[@]}"
+        printf '%s\n' "${digest}" >"${demo_stamp}"
     else
         local -a targets=(-e "${WFLP_ROOT}[test]")
         local d
         while IFS= read -r d; do
             targets+=(-e "${d}[test]")
         done < <(wflp_plugin_dirs)
+        if [[ -d "${WFLP_ROOT}/plugins/wflp-mace" ]]; then
+            _wflp_log "installing ${WFLP_TORCH} first (mace-torch then uses it)"
+            "${WFLP_VENV}/bin/python" -m pip install --quiet "${WFLP_TORCH}"
+        fi
         _wflp_log "installing into ${WFLP_VENV}: wflp$(wflp_plugin_dirs | sed 's|.*/| |' | tr -d '\n')"
         "${WFLP_VENV}/bin/python" -m pip install --quiet "${targets[@]}"
         printf '%s\n' "${digest}" >"${stamp}"
