@@ -223,7 +223,7 @@ def test_the_mlip_example_runs_and_its_rerun_reuses_every_step(tmp_path):
     steps = [ln for ln in first.splitlines() if ln.startswith("  ") and " s   " in ln]
     assert len(steps) == 12 and all(" done " in ln for ln in steps)
     errors = json.loads((out / "08_errors_gap.json").read_text())["by_set"]["properties"]
-    test_e = errors["atomization_energy_per_atom"]["groups"]["test"]
+    test_e = errors["energy_per_atom"]["groups"]["test"]
     test_f = errors["forces"]["groups"]["test"]
     # measured 7.3 meV/atom and 395 meV/A on this reduced set (the full example: 4.4, 235)
     assert test_e["count"] == 15 and test_e["rmse"] < 0.025
