@@ -102,6 +102,9 @@ def test_parameters_become_gap_fit_arguments():
                               None), seed=None, virials=False)
     assert two[1].count(" : ") == 1 and "e0_method=isolated" in two
     assert not any(a.startswith(("rnd_seed", "virial_parameter_name")) for a in two)
+    three = command_line(_check(DESCRIPTORS, [0.001, 0.03, 0.03, 0], None, None, "", 0, None),
+                         seed=None, virials=False)
+    assert "e0_method=average" in three   # None is average (gap_fit's default is isolated)
     for bad, message in (([], "non-empty list"), ([{"l_max": 3}], "with a 'type'"),
                          ([{"type": "soap", "a b": 1}], "not a gap_fit option")):
         with pytest.raises(ParameterError, match=message):

@@ -60,8 +60,8 @@ def fit_gap(training: Union[str, os.PathLike], workdir: Union[str, os.PathLike],
     descriptors: one dict per descriptor, ``{"type": "soap", "l_max": 4, ...}``: the
     type first, then gap_fit's own keys (True/False become T/F, lists {a b c}).
     default_sigma: expected errors of energies (eV), forces (eV/A), virials (eV) and
-    Hessians. e0: None or ``"average"`` (gap_fit's default), ``"isolated"`` (from the training
-    set's single-atom configurations) or {element: energy}. config_type_sigma:
+    Hessians. e0: None or ``"average"`` (the mean energy per atom), ``"isolated"``
+    (from the training set's single-atom configurations) or {element: energy}. config_type_sigma:
     {config_type: [energy, force, virial, hessian sigmas]}. ref_prefix: the reference
     results are ``<ref_prefix>energy``, ``<ref_prefix>forces``, ``<ref_prefix>virial``
     (or ``<ref_prefix>stress``). extra: any other gap_fit option (``{"openmp_chunk_size":
@@ -216,8 +216,8 @@ def command_line(options: dict, seed: Optional[int], virials: bool) -> list:
     e0 = options["e0"]
     if isinstance(e0, Mapping):
         args.append("e0={" + ":".join(f"{k}:{float(v)!r}" for k, v in e0.items()) + "}")
-    elif e0 is not None:
-        args.append(f"e0_method={e0}")
+    else:  # gap_fit's own default is "isolated"; None means "average" here, as documented
+        args.append(f"e0_method={e0 or 'average'}")
     if options["config_type_sigma"]:
         parts = [":".join([name, *(repr(s) for s in sigmas)])
                  for name, sigmas in options["config_type_sigma"].items()]
