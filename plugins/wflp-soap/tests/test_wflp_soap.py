@@ -139,7 +139,7 @@ def test_species_come_from_the_whole_input_and_are_recorded(tmp_path):
     ({"average": "mean"}, "average must be 'outer'"),
     ({"species": ["H", "Qq"]}, "'Qq' is not a chemical element"),
     ({"r_cut": -1.0}, "r_cut must be a positive length"),
-    ({"r_cut": 0.5}, "radial cutoff should be bigger than 1"),
+    ({"r_cut": 0.5}, "r_cut must be more than 1 Angstrom"),
 ])
 def test_bad_parameters_are_refused_before_anything_runs(kwargs, message):
     with pytest.raises(ParameterError) as err:
