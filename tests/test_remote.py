@@ -177,6 +177,24 @@ def test_killed_job_is_reported_failed_with_its_stderr(ws):
         job.result(timeout="1m")
 
 
+def test_sigterm_reaching_the_call_first_is_left_to_the_scheduler(ws, tmp_path):
+    # scancel and a walltime signal every process of the job, and the call may die of it
+    # before the supervisor's handler runs: that is a termination for the scheduler to
+    # name (cancelled, timeout), never a "failed" marker that would decide it first.
+    log = tmp_path / "pid.log"
+    job = submit(nap, args=(60, str(log)), system="ws")
+    row = manager().store.get(job.id)
+    deadline = time.time() + 20
+    while not log.exists() or not log.read_text().strip():
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.kill(int(log.read_text().split()[0]), signal.SIGTERM)  # the call only
+    with pytest.raises(RemoteJobError, match=r"ended as failed \(the job was terminated"):
+        job.result(timeout="1m")
+    markers = set(os.listdir(row.remote_dir))
+    assert "terminated" in markers and "failed" not in markers
+
+
 def test_job_over_its_time_limit_is_a_timeout(ws):
     job = submit(nap, args=(60,), system="ws", resources={"max_time": "2s"})
     start = time.time()

@@ -149,7 +149,12 @@ def supervise(folder: Path, time_limit: Optional[int], cores: Optional[int],
     finally:
         for fd in held:
             os.close(fd)
-    if terminated:
+    if terminated or code == -signal.SIGTERM:
+        # A scheduler signals every process of the job, so the child may die of the
+        # SIGTERM before our handler has run: still the scheduler's doing (cancel, time
+        # limit), and the scheduler, not a "failed" marker, says how the job ended.
+        if not (folder / TERMINATED).exists():
+            write_marker(folder, TERMINATED, {"signal": int(signal.SIGTERM)})
         return 128 + signal.SIGTERM
     if code != 0 and not (folder / FAILED).exists():
         if code < 0:
