@@ -191,7 +191,11 @@ CONF
     fi
 
     if pid_alive /run/slurmctld.pid; then
-        scontrol reconfigure
+        if ! scontrol reconfigure; then
+            echo "Slurm runs with another configuration that needs a restart: bash $0 stop," \
+                 "then start again" >&2
+            exit 1
+        fi
     else
         /usr/sbin/slurmctld
     fi
