@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import shlex
 import stat
 import sys
@@ -423,3 +424,44 @@ def test_the_docs_page_examples_run_as_shown(tmp_path, monkeypatch, capsys):
                 assert capsys.readouterr().out == expected
     finally:
         shutdown_pool()
+
+
+class PatternCode(FileCalculator):
+    """Only patterns declared: the default scf_converged and diagnose do the reading."""
+
+    code = "patterns"
+    output_file = "code.out"
+    stderr_file = "code.err"
+    converged_pattern = re.compile(r"SCF converged")
+    not_converged_pattern = re.compile(r"SCF NOT converged")
+    error_patterns = (re.compile(r"FATAL"), re.compile(r"error", re.I))
+    error_output_lines = 3
+
+
+def test_the_default_scf_verdict_comes_from_the_declared_patterns(tmp_path):
+    calc = PatternCode()
+    out = tmp_path / "code.out"
+    assert calc.scf_converged(tmp_path) is None                    # no output at all
+    out.write_text("start\nstep 1\n")
+    assert calc.scf_converged(tmp_path) is None                    # it says neither
+    out.write_text("step 1\nSCF NOT converged\nstep 2\nSCF converged\n")
+    assert calc.scf_converged(tmp_path) is False     # a later "converged" does not undo it
+    out.write_text("step 1\nSCF converged\nstep 2\nSCF converged\n")
+    assert calc.scf_converged(tmp_path) is True
+    out.write_text("SCF converged\nrelaxing\nSCF NOT converged\n")
+    assert calc.scf_converged(tmp_path) is False                   # not converged after
+    plain = type("Plain", (FileCalculator,), {"output_file": "code.out"})()
+    assert plain.scf_converged(tmp_path) is None and plain.diagnose(tmp_path) is None
+
+
+def test_the_default_diagnosis_is_the_last_line_of_the_most_telling_pattern(tmp_path):
+    calc = PatternCode()
+    assert calc.diagnose(tmp_path) is None                         # no files
+    (tmp_path / "code.out").write_text("an error long ago\n" + "fine\n" * 5)
+    assert calc.diagnose(tmp_path) is None           # outside the last error_output_lines
+    (tmp_path / "code.err").write_text("Error: first\n** Error: no memory\t\nbye\n")
+    assert calc.diagnose(tmp_path) == "Error: no memory"           # found in stderr
+    (tmp_path / "code.out").write_text("fine\n  * FATAL: bad input\nerror: later\n")
+    assert calc.diagnose(tmp_path) == "FATAL: bad input"  # the first pattern wins over later
+    assert calc.find_error(["ok", "an Error here", "ok"]) == "an Error here"
+    assert calc.find_error(["nothing"]) is None

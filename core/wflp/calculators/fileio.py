@@ -45,8 +45,11 @@ write and read) and wishes its ``directory`` were a factory: this class is that 
 
 A subclass names its code and files in class attributes and implements
 :meth:`FileCalculator.make_calculator` (a fresh ASE calculator running in a given
-directory); :meth:`~FileCalculator.run` (default: let ASE write, run and read),
-:meth:`~FileCalculator.scf_converged`, :meth:`~FileCalculator.diagnose`,
+directory); :meth:`~FileCalculator.run` (default: let ASE write, run and read;
+:meth:`~FileCalculator.run_template` runs an ASE profile-and-template calculator with
+:meth:`~FileCalculator.execute`), :meth:`~FileCalculator.scf_converged` (default: scan the
+output for ``converged_pattern`` / ``not_converged_pattern``),
+:meth:`~FileCalculator.diagnose` (default: the last line matching ``error_patterns``),
 :meth:`~FileCalculator.input_files` and :meth:`~FileCalculator.version` are optional.
 :class:`GenericFileCalculator` wraps any ASE calculator class that takes ``directory``.
 """
@@ -411,6 +414,21 @@ class FileCalculator(BaseCalculator):
     ``env``), ``keep`` (``"main"``, ``"all"``, ``"none"`` or glob patterns),
     ``rundir_root`` and ``scratch`` (where run directories go); the other keyword
     arguments are the code's own (ASE's constructor arguments), kept in ``parameters``.
+
+    What a subclass declares (class attributes): ``code``, ``default_command``
+    (``default_command_gamma``), ``main_outputs``, ``output_file``, ``stdout_file``,
+    ``stderr_file``, ``needs_cell``, ``molecular_only``, ``implemented_properties``, and
+    for the default :meth:`scf_converged` and :meth:`diagnose`:
+
+    - ``converged_pattern`` / ``not_converged_pattern``: compiled regular expressions (or
+      None) searched in every line of ``output_file``. The verdict is that of the last
+      line that matches either, except that once a line said "not converged" a later
+      "converged" does not undo it (one failed SCF in the run is a failure); None if
+      the output is missing or neither matches. With both None nothing is read.
+    - ``error_patterns``: compiled regular expressions, the most telling first; the
+      diagnosis is the last line, stripped of spaces, ``*`` and tabs, that matches the
+      first pattern matching any of the last ``error_output_lines`` lines of
+      ``output_file`` and the last 20 of ``stderr_file`` (:meth:`find_error`).
     """
 
     code: ClassVar[str] = "file"
@@ -422,6 +440,10 @@ class FileCalculator(BaseCalculator):
     stderr_file: ClassVar[str] = ""
     needs_cell: ClassVar[bool] = False         # refuse structures without a cell
     molecular_only: ClassVar[bool] = False     # refuse periodic structures
+    converged_pattern: ClassVar[Optional[re.Pattern]] = None      # output_file says: converged
+    not_converged_pattern: ClassVar[Optional[re.Pattern]] = None  # ... not converged
+    error_patterns: ClassVar[tuple] = ()       # its error messages, most telling first
+    error_output_lines: ClassVar[int] = 60     # the last lines of output_file they are sought in
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, *, command: Optional[str] = None, command_gamma: Optional[str] = None,
@@ -497,12 +519,60 @@ class FileCalculator(BaseCalculator):
         calc.calculate(atoms, list(properties), list(all_changes))
         return dict(calc.results)
 
+    def run_template(self, calc: Any, atoms: Any, properties: list, workdir: Path) -> dict:
+        """:meth:`run` for an ASE calculator made of a profile and a template (ASE's
+        ``GenericFileIOCalculator``: Espresso, ORCA, Aims ...): the template writes the
+        input, :meth:`execute` runs the profile's command with the template's output and
+        error files (so the exit status is known), the template reads the results."""
+        template = calc.template
+        calc.write_inputfiles(atoms, properties)
+        self.execute(calc.profile.get_command(getattr(template, "inputname", None)), workdir,
+                     stdout=template.outputname, stderr=template.errorname)
+        return dict(template.read_results(workdir))
+
     def scf_converged(self, workdir: Path, calc: Any = None) -> Optional[bool]:
-        """Whether the output says the SCF converged (None: it does not say)."""
-        return None
+        """Whether the output says the SCF converged (None: it does not say).
+
+        The default scans ``output_file`` for ``not_converged_pattern`` and
+        ``converged_pattern`` (see the class docstring)."""
+        if self.converged_pattern is None and self.not_converged_pattern is None:
+            return None
+        if not self.output_file:
+            return None
+        path = workdir / self.output_file
+        if not path.exists():
+            return None
+        state = None
+        with open(path, errors="replace") as fd:
+            for line in fd:
+                if self.not_converged_pattern is not None and \
+                        self.not_converged_pattern.search(line):
+                    state = False
+                elif self.converged_pattern is not None and state is not False and \
+                        self.converged_pattern.search(line):
+                    state = True
+        return state
 
     def diagnose(self, workdir: Path) -> Optional[str]:
-        """The code's own error message in its output, if it wrote one (one line)."""
+        """The code's own error message in its output, if it wrote one (one line).
+
+        The default: :meth:`find_error` in the last ``error_output_lines`` lines of
+        ``output_file`` followed by the last 20 of ``stderr_file``."""
+        if not self.error_patterns:
+            return None
+        lines = tail(workdir / self.output_file, self.error_output_lines) \
+            if self.output_file else []
+        if self.stderr_file:
+            lines += tail(workdir / self.stderr_file, TAIL_LINES)
+        return self.find_error(lines)
+
+    def find_error(self, lines: Sequence[str]) -> Optional[str]:
+        """The last of *lines* matching the first of ``error_patterns`` that matches any,
+        stripped of spaces, ``*`` and tabs (None if none matches)."""
+        for pattern in self.error_patterns:
+            found = [line.strip(" *\t") for line in lines if pattern.search(line)]
+            if found:
+                return found[-1]
         return None
 
     def input_files(self) -> dict:

@@ -22,7 +22,6 @@ from wflp.calculators.fileio import (
     env_prefix,
     folder_sha256,
     program_version,
-    tail,
 )
 from wflp.errors import ParameterError
 
@@ -51,6 +50,10 @@ class AimsCalculator(FileCalculator):
     main_outputs = ("aims.out",)
     output_file = "aims.out"
     stderr_file = "aims.err"
+    converged_pattern = re.compile(re.escape("Self-consistency cycle converged."))
+    not_converged_pattern = NOT_CONVERGED
+    error_patterns = tuple(ERROR_LINES)
+    error_output_lines = 60
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, *, species_dir: Optional[str] = None, command: Optional[str] = None,
@@ -85,32 +88,7 @@ class AimsCalculator(FileCalculator):
         return Aims(profile=profile, directory=str(workdir), **params)
 
     def run(self, calc: Any, atoms: Any, properties: list, workdir: Path) -> dict:
-        template = calc.template
-        calc.write_inputfiles(atoms, properties)
-        self.execute(calc.profile.get_command(None), workdir, stdout=template.outputname,
-                     stderr=template.errorname)
-        return dict(template.read_results(workdir))
-
-    def scf_converged(self, workdir: Path, calc: Any = None) -> Optional[bool]:
-        path = workdir / self.output_file
-        if not path.exists():
-            return None
-        state = None
-        with open(path, errors="replace") as fd:
-            for line in fd:
-                if NOT_CONVERGED.search(line):
-                    state = False
-                elif "Self-consistency cycle converged." in line and state is not False:
-                    state = True
-        return state
-
-    def diagnose(self, workdir: Path) -> Optional[str]:
-        lines = tail(workdir / self.output_file, 60) + tail(workdir / self.stderr_file, 20)
-        for pattern in ERROR_LINES:
-            found = [line.strip(" *\t") for line in lines if pattern.search(line)]
-            if found:
-                return found[-1]
-        return None
+        return self.run_template(calc, atoms, properties, workdir)
 
     def version(self) -> Optional[str]:
         return program_version(env_prefix(self.env) + shlex.split(self.command),

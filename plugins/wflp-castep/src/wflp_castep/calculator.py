@@ -72,6 +72,9 @@ class CastepCalculator(FileCalculator):
     stdout_file = f"{SEED}.stdout"
     stderr_file = f"{SEED}.stderr"
     needs_cell = True
+    converged_pattern = re.compile(r"^Final energy")
+    not_converged_pattern = NOT_CONVERGED
+    error_patterns = (NOT_CONVERGED, re.compile(r"error", re.I))
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, *, castep_pp_path: Optional[str] = None, param: Optional[dict] = None,
@@ -178,29 +181,12 @@ class CastepCalculator(FileCalculator):
                 out.append((os.path.basename(path), error))
         return out
 
-    def scf_converged(self, workdir: Path, calc: Any = None) -> Optional[bool]:
-        path = workdir / self.output_file
-        if not path.exists():
-            return None
-        state = None
-        with open(path, errors="replace") as fd:
-            for line in fd:
-                if NOT_CONVERGED.search(line):
-                    state = False
-                elif line.startswith("Final energy") and state is not False:
-                    state = True
-        return state
-
     def diagnose(self, workdir: Path) -> Optional[str]:
+        # the <seed>.NNNN.err files first, then the .castep file alone (not its stderr)
         errors = self._error_files(workdir)
         if errors:
             return f"{errors[0][0]}: {errors[0][1]}"
-        lines = tail(workdir / self.output_file, 200, 1 << 20)
-        for pattern in (NOT_CONVERGED, re.compile(r"error", re.I)):
-            found = [line.strip(" *\t") for line in lines if pattern.search(line)]
-            if found:
-                return found[-1]
-        return None
+        return self.find_error(tail(workdir / self.output_file, 200, 1 << 20))
 
     def version(self) -> Optional[str]:
         return program_version(env_prefix(self.env) + shlex.split(self.command) +

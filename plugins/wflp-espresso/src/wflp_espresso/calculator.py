@@ -114,13 +114,11 @@ class EspressoCalculator(FileCalculator):
                         **params)
 
     def run(self, calc: Any, atoms: Any, properties: list, workdir: Path) -> dict:
-        template = calc.template
-        calc.write_inputfiles(atoms, properties)
-        self.execute(calc.profile.get_command(template.inputname), workdir,
-                     stdout=template.outputname, stderr=template.errorname)
-        return dict(template.read_results(workdir))
+        return self.run_template(calc, atoms, properties, workdir)
 
     def scf_converged(self, workdir: Path, calc: Any = None) -> Optional[bool]:
+        # not FileCalculator's scan: here the last SCF's verdict wins, even "converged"
+        # after "NOT achieved"
         path = workdir / self.output_file
         if not path.exists():
             return None

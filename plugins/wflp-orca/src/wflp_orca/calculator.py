@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from wflp.calculators.fileio import FileCalculator, env_prefix, program_version, tail
+from wflp.calculators.fileio import FileCalculator, env_prefix, program_version
 from wflp.errors import ParameterError
 
 DEFAULTS = {"charge": 0, "mult": 1, "orcasimpleinput": "B3LYP def2-TZVP",
@@ -60,6 +60,10 @@ class OrcaCalculator(FileCalculator):
     output_file = "orca.out"
     stderr_file = "orca.err"
     molecular_only = True
+    converged_pattern = re.compile(r"SCF CONVERGED AFTER")
+    not_converged_pattern = re.compile(r"SCF NOT CONVERGED|Wavefunction not fully converged")
+    error_patterns = tuple(ERROR_LINES)
+    error_output_lines = 80
     implemented_properties = ["energy", "free_energy", "forces"]
 
     def __init__(self, *, command: Optional[str] = None, env: Optional[dict] = None,
@@ -86,32 +90,7 @@ class OrcaCalculator(FileCalculator):
                     directory=str(workdir), **params)
 
     def run(self, calc: Any, atoms: Any, properties: list, workdir: Path) -> dict:
-        template = calc.template
-        calc.write_inputfiles(atoms, properties)
-        self.execute(calc.profile.get_command(template.inputname), workdir,
-                     stdout=template.outputname, stderr=template.errorname)
-        return dict(template.read_results(workdir))
-
-    def scf_converged(self, workdir: Path, calc: Any = None) -> Optional[bool]:
-        path = workdir / self.output_file
-        if not path.exists():
-            return None
-        state = None
-        with open(path, errors="replace") as fd:
-            for line in fd:
-                if "SCF NOT CONVERGED" in line or "Wavefunction not fully converged" in line:
-                    state = False
-                elif "SCF CONVERGED AFTER" in line and state is not False:
-                    state = True
-        return state
-
-    def diagnose(self, workdir: Path) -> Optional[str]:
-        lines = tail(workdir / self.output_file, 80) + tail(workdir / self.stderr_file, 20)
-        for pattern in ERROR_LINES:
-            found = [line.strip(" *\t") for line in lines if pattern.search(line)]
-            if found:
-                return found[-1]
-        return None
+        return self.run_template(calc, atoms, properties, workdir)
 
     def version(self) -> Optional[str]:
         argv = env_prefix(self.env) + shlex.split(absolute_program(self.command))
