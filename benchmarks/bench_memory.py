@@ -86,7 +86,7 @@ def child(args: argparse.Namespace) -> int:
         "rss_start_kib": rss_start,
         "rss_peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "workers_peak_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
-        "configs_out": sum(o["configs"] for o in record["outputs"]),
+        "configs_out": sum(o["configs"] for o in record.outputs),
     }))
     return 0
 
