@@ -1,32 +1,10 @@
 import pytest
-from sge_helpers import require_sge, sge, ssh_settings, write_systems
+from sge_helpers import PREFIX, require_sge, write_systems
+from wflp.testing_remote import project_fixture, ssh_settings
 
-
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A project folder (the working directory) with a private job store; the test's jobs
-    are deleted at the end (also those in error state: wflp reports them failed, but Grid
-    Engine keeps them queued), so that they hold no slots of the next test."""
-    from wflp.remote.transport import close_transports
-
-    folder = tmp_path / "project"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    monkeypatch.setenv("WFLP_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("WFLP_PROGRESS", "0")
-    monkeypatch.delenv("WFLP_SYSTEMS", raising=False)
-    monkeypatch.delenv("WFLP_NUM_PYTHON_SUBPROCESSES", raising=False)
-    close_transports()
-    yield folder
-    close_transports()
-    store = tmp_path / "home" / "jobs.sqlite"
-    if store.exists():
-        from wflp.remote.store import JobStore
-
-        ids = [r.scheduler_id for r in JobStore(store).select()
-               if r.scheduler_id and r.state != "succeeded"]
-        if ids:
-            sge("qdel", *ids)
+# the test's jobs are deleted at the end, also those in error state: wflp reports
+# them failed, but Grid Engine keeps them queued
+project = project_fixture([*PREFIX, "qdel"], keep=("succeeded",))
 
 
 @pytest.fixture(params=["local", "ssh"])

@@ -6,53 +6,30 @@ this machine and over SSH to 127.0.0.1: results, an operation split into jobs, c
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import ase.io
-import numpy as np
 import pytest
-from ase.build import bulk
 from sge_helpers import ROOT, require_sge, sge
 from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
 from wflp.remote import manager, submit
 from wflp.remote.jobs import RemoteJobError
-from wflp.remote.store import JobStore
-
-
-def add(a, b):
-    return a + b
-
-
-def nap(seconds, tag=None):
-    time.sleep(seconds)
-    return seconds
-
-
-def die(code):
-    os._exit(code)
-
-
-def _scaled(at, factor):
-    at.positions *= factor
-    at.info["factor"] = factor
-    return at
-
-
-def configs(n, seed=7):
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        at = bulk("Cu", "fcc", a=3.6, cubic=True)
-        at.rattle(0.05, seed=int(rng.integers(1 << 30)))
-        out.append(at)
-    return out
+from wflp.testing_remote import (
+    add,
+    check_killed_between_submit_and_store_makes_no_duplicate,
+    check_killed_driver_rerun_submits_nothing,
+    configs,
+    die,
+    nap,
+    row_of,
+    scaled,
+    started,
+    wait_until,
+)
 
 
 def qstat_state(job_id):
@@ -68,25 +45,6 @@ def qacct(job_id):
     out = sge("qacct", "-j", str(job_id)).stdout
     return {line.split()[0]: line.split(None, 1)[1].strip() for line in out.splitlines()
             if len(line.split(None, 1)) == 2}
-
-
-def wait_until(check, timeout=60.0, what="a condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.2)
-
-
-def row_of(job):
-    return manager().store.get(job.id)
-
-
-def started(job):
-    return Path(row_of(job).remote_dir, "started").exists()
 
 
 # -- the basics ---------------------------------------------------------------------------
@@ -110,7 +68,7 @@ def test_operation_of_40_items_5_per_job_gives_the_local_bytes(system):
     from wflp.ops import map
 
     ase.io.write("in.xyz", configs(40))
-    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), _scaled, args=(1.01,))
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), scaled, args=(1.01,))
     jm = manager()
     jm.status_calls.clear()
     polls = []
@@ -124,7 +82,7 @@ def test_operation_of_40_items_5_per_job_gives_the_local_bytes(system):
     try:
         remote = RemoteInfo(system=system, job_name="scale", num_inputs_per_queued_job=5,
                             resources={"num_cores": 1, "max_time": "10m"}, timeout="5m")
-        out = map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), _scaled, args=(1.01,),
+        out = map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), scaled, args=(1.01,),
                   autopara_info=AutoparaInfo(remote_info=remote))
     finally:
         jm._refresh_system = original
@@ -200,84 +158,12 @@ def test_job_over_its_h_rt_is_a_timeout(both):
 
 # -- a killed driver --------------------------------------------------------------------------
 
-DRIVER = textwrap.dedent("""
-    import logging, sys, time
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
-    from wflp.ops import map
-
-    def slow(at):
-        time.sleep(0.2)
-        at.info["slow"] = True
-        return at
-
-    if __name__ == "__main__":
-        remote = RemoteInfo(system=sys.argv[2], job_name="slow", num_inputs_per_queued_job=2,
-                            resources={"max_time": "10m"}, timeout="5m")
-        map(ConfigSet("in.xyz"), OutputSpec(sys.argv[1]), slow,
-            autopara_info=AutoparaInfo(remote_info=remote))
-        print("finished")
-""")
-
-
-def _driver(system, out="out.xyz"):
-    env = {**os.environ, "WFLP_PROGRESS": "0"}
-    return subprocess.Popen([sys.executable, "driver.py", out, system], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-
-
 def test_driver_killed_after_submitting_10_jobs_rerun_submits_nothing(system):
-    from wflp.ops import map
-
-    Path("driver.py").write_text(DRIVER)
-    ase.io.write("in.xyz", configs(20))
-    first = _driver(system)
-    store = JobStore()
-    wait_until(lambda: first.poll() is not None or
-               len([r for r in store.select() if r.scheduler_id]) >= 10, 120,
-               "10 submitted jobs")
-    assert first.poll() is None, first.communicate()[1]
-    first.send_signal(signal.SIGKILL)  # right after the 10th job was submitted
-    first.wait()
-    assert not Path("out.xyz").exists()
-    rerun = _driver(system)
-    out, err = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, err
-    assert "submitted job" not in err  # nothing submitted again
-    rows = store.select()
-    assert len(rows) == 10 and all(r.attempts == 1 for r in rows)
-    assert {r.state for r in rows} == {"succeeded"}
-    exec(compile(DRIVER.split("if __name__")[0], "driver", "exec"), globals())
-    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), globals()["slow"])
-    assert Path("out.xyz").read_bytes() == Path("local.xyz").read_bytes()
+    check_killed_driver_rerun_submits_nothing(system)
 
 
 def test_driver_killed_between_submit_and_storing_the_id_makes_no_duplicate(system, tmp_path):
-    log = tmp_path / "runs.log"
-    Path("submitter.py").write_text(textwrap.dedent(f"""
-        import logging, sys
-        logging.basicConfig(level=logging.INFO)
-        from wflp.remote import submit
-
-        def once(path):
-            with open(path, "a") as fd:
-                fd.write("ran\\n")
-            return 7
-
-        print(submit(once, args=({str(log)!r},), system={system!r}).result(timeout="2m"))
-    """))
-    dying = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
-                           env={**os.environ, "WFLP_TEST_EXIT_AFTER_SUBMIT": "1"}, timeout=120)
-    assert dying.returncode == 75, dying.stderr  # Grid Engine has the job, the store no id
-    [row] = JobStore().select()
-    assert row.state == "submitting" and row.scheduler_id is None
-    rerun = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
-                           timeout=180)
-    assert rerun.returncode == 0, rerun.stderr
-    assert rerun.stdout.strip() == "7"
-    assert "was submitted before" in rerun.stderr or "ran already" in rerun.stderr
-    assert log.read_text() == "ran\n"  # it ran once
-    assert len(JobStore().select()) == 1
+    check_killed_between_submit_and_store_makes_no_duplicate(system, tmp_path)
 
 
 # -- held, suspended, error ------------------------------------------------------------------
