@@ -11,8 +11,9 @@ came back. The scheduler-specific assertions stay in the plugin; this module hol
   as the working directory) that cancels the jobs a test left in the queue;
 - ``ssh_settings()`` and ``write_systems(...)``: the test SSH server and a systems file
   with one system here and one over SSH;
-- ``check_killed_driver_rerun_submits_nothing`` and
-  ``check_killed_between_submit_and_store_makes_no_duplicate``: two whole tests of resume.
+- ``check_operation_split_gives_the_local_bytes``, ``check_killed_driver_rerun_submits_nothing``
+  and ``check_killed_between_submit_and_store_makes_no_duplicate``: whole tests (an
+  operation split into jobs; two of resume).
 
 Only the standard library is imported at the top (the job processes import this module);
 pytest, numpy, ase and wflp's remote code are imported when used.
@@ -227,6 +228,43 @@ def start_driver(system: str, out: str = "out.xyz") -> subprocess.Popen:
     env = {**os.environ, "WFLP_PROGRESS": "0"}
     return subprocess.Popen([sys.executable, "driver.py", out, system], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
+
+
+def check_operation_split_gives_the_local_bytes(system: str) -> None:
+    """An operation of 40 items, 5 per job: 8 distinct jobs, all succeeded, output bytes
+    equal to a local run's, and one status call per poll for all of the system's jobs."""
+    import ase.io
+
+    from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
+    from wflp.ops import map
+    from wflp.remote import manager
+
+    ase.io.write("in.xyz", configs(40))
+    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), scaled, args=(1.01,))
+    jm = manager()
+    jm.status_calls.clear()
+    polls = []
+    original = jm._refresh_system
+
+    def counting(sys_config, group):
+        polls.append(len(group))
+        return original(sys_config, group)
+
+    jm._refresh_system = counting
+    try:
+        remote = RemoteInfo(system=system, job_name="scale", num_inputs_per_queued_job=5,
+                            resources={"num_cores": 1, "max_time": "10m"}, timeout="5m")
+        out = map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), scaled, args=(1.01,),
+                  autopara_info=AutoparaInfo(remote_info=remote))
+    finally:
+        jm._refresh_system = original
+    assert Path("remote.xyz").read_bytes() == Path("local.xyz").read_bytes()
+    assert len(list(out)) == 40
+    rows = jm.store.select()
+    assert len(rows) == 8 and {r.state for r in rows} == {"succeeded"}
+    assert len({r.scheduler_id for r in rows}) == 8
+    # one status call per poll for all of the system's jobs, never one per job
+    assert polls and max(polls) > 1 and jm.status_calls[system] == len(polls)
 
 
 def check_killed_driver_rerun_submits_nothing(system: str) -> None:

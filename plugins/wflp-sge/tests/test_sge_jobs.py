@@ -12,21 +12,18 @@ import sys
 import time
 from pathlib import Path
 
-import ase.io
 import pytest
 from sge_helpers import ROOT, require_sge, sge
-from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
 from wflp.remote import manager, submit
 from wflp.remote.jobs import RemoteJobError
 from wflp.testing_remote import (
     add,
     check_killed_between_submit_and_store_makes_no_duplicate,
     check_killed_driver_rerun_submits_nothing,
-    configs,
+    check_operation_split_gives_the_local_bytes,
     die,
     nap,
     row_of,
-    scaled,
     started,
     wait_until,
 )
@@ -65,32 +62,7 @@ def test_function_job_result_comes_back(system):
 
 
 def test_operation_of_40_items_5_per_job_gives_the_local_bytes(system):
-    from wflp.ops import map
-
-    ase.io.write("in.xyz", configs(40))
-    map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), scaled, args=(1.01,))
-    jm = manager()
-    jm.status_calls.clear()
-    polls = []
-    original = jm._refresh_system
-
-    def counting(sys_config, group):
-        polls.append(len(group))
-        return original(sys_config, group)
-
-    jm._refresh_system = counting
-    try:
-        remote = RemoteInfo(system=system, job_name="scale", num_inputs_per_queued_job=5,
-                            resources={"num_cores": 1, "max_time": "10m"}, timeout="5m")
-        out = map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), scaled, args=(1.01,),
-                  autopara_info=AutoparaInfo(remote_info=remote))
-    finally:
-        jm._refresh_system = original
-    assert Path("remote.xyz").read_bytes() == Path("local.xyz").read_bytes()
-    assert len(list(out)) == 40
-    rows = jm.store.select()
-    assert len(rows) == 8 and {r.state for r in rows} == {"succeeded"}
-    assert polls and max(polls) > 1 and jm.status_calls[system] == len(polls)
+    check_operation_split_gives_the_local_bytes(system)
 
 
 # -- cancel ---------------------------------------------------------------------------------
