@@ -108,6 +108,27 @@ def cu_configs() -> list:
     return out
 
 
+def labelled_cu(n: int, seed: int, prefix: str = "ref_") -> list:
+    """*n* strained (a = 3.5-3.7 Å) and rattled (0.1 Å rms) 4-atom fcc Cu cells with EMT
+    energies, forces and stresses under *prefix*, ``config_type`` "rattled": training and
+    test data for fitter plugins, the same for the same *seed*."""
+    import numpy as np
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from .configset import OutputSpec
+    from .ops import calculate
+
+    rng = np.random.default_rng(seed)
+    cells = []
+    for _ in range(n):
+        at = bulk("Cu", "fcc", a=rng.uniform(3.5, 3.7), cubic=True)
+        at.positions += rng.normal(scale=0.1, size=at.positions.shape)
+        at.info["config_type"] = "rattled"
+        cells.append(at)
+    return list(calculate(cells, OutputSpec(), calculator=EMT(), prefix=prefix))
+
+
 @pytest.fixture
 def molecules() -> list:
     """Small molecules in their ase.build geometries: H2O, CH4, NH3, C2H4."""

@@ -18,7 +18,7 @@ require_module("pyace", "pip install python-ace (or pip install -e plugins/wflp-
 require_module("wflp_ace", "pip install -e plugins/wflp-ace[test]")
 
 from ase import Atoms  # noqa: E402
-from ase.build import bulk, molecule  # noqa: E402
+from ase.build import molecule  # noqa: E402
 from ase.calculators.emt import EMT  # noqa: E402
 from wflp import AutoparaInfo, OutputSpec  # noqa: E402
 from wflp.analysis import error_report  # noqa: E402
@@ -26,23 +26,12 @@ from wflp.errors import ParameterError, RecordMismatchError  # noqa: E402
 from wflp.ops import OutputModel, calculate, fit  # noqa: E402
 from wflp.ops.fit import FitError  # noqa: E402
 from wflp.plugins import plugin_report, reset_plugin_manager  # noqa: E402
+from wflp.testing import labelled_cu  # noqa: E402
 from wflp_ace.fit import basis_config  # noqa: E402
 
 # measured: 0.44 meV/atom and 13 meV/A on the test cells, whose own spread is 108 meV/atom
 # (energy per atom) and 1368 meV/A (force components)
 ENERGY_BOUND, FORCE_BOUND = 0.003, 0.060
-
-
-def rattled_cu(n, seed):
-    """Strained and rattled 4-atom fcc Cu cells with EMT energies and forces."""
-    rng = np.random.default_rng(seed)
-    cells = []
-    for _ in range(n):
-        at = bulk("Cu", "fcc", a=rng.uniform(3.5, 3.7), cubic=True)
-        at.positions += rng.normal(scale=0.1, size=at.positions.shape)
-        at.info["config_type"] = "rattled"
-        cells.append(at)
-    return list(calculate(cells, OutputSpec(), calculator=EMT(), prefix="ref_"))
 
 
 @pytest.fixture
@@ -76,7 +65,7 @@ def test_discovered_without_importing_pyace():
 
 
 def test_linear_fit_predicts_held_out_cells_and_is_reused(tmp_path, fit_runs):
-    train, test = rattled_cu(30, seed=1), rattled_cu(20, seed=2)
+    train, test = labelled_cu(30, seed=1), labelled_cu(20, seed=2)
     params = {"ref_prefix": "ref_", "e0": "average", "cutoff": 5.0}
     model = fit(train, OutputModel(tmp_path / "ace"), fitter="ace", params=params,
                 autopara_info=AutoparaInfo(num_python_subprocesses=2))
@@ -138,12 +127,12 @@ def test_a_failing_fit_quotes_its_output(tmp_path):
     basis["bonds"]["ALL"]["radbase"] = "NoSuchBasis"
     with pytest.raises(FitError, match="exited with status 1; last lines of stderr: .*"
                                        "Unknown radial basis function name: NoSuchBasis"):
-        fit(rattled_cu(3, seed=3), OutputModel(tmp_path / "bad"), fitter="ace",
+        fit(labelled_cu(3, seed=3), OutputModel(tmp_path / "bad"), fitter="ace",
             params={"ref_prefix": "ref_", "e0": {"Cu": 0.0}, "basis": basis})
     [rundir] = [p for p in tmp_path.iterdir() if ".wflp-fit-" in p.name]
     assert "NoSuchBasis" in (rundir / "fit" / "ace_fit.err").read_text()
     with pytest.raises(FitError, match="has both xtb_energy and xtb_forces"):
-        fit(rattled_cu(3, seed=3), OutputModel(tmp_path / "nokeys"), fitter="ace",
+        fit(labelled_cu(3, seed=3), OutputModel(tmp_path / "nokeys"), fitter="ace",
             params={"ref_prefix": "xtb_"})
     for bad, message in (({"method": "nonlinear"}, "method must be one of linear, "
                                                     "pacemaker"),
@@ -151,7 +140,7 @@ def test_a_failing_fit_quotes_its_output(tmp_path):
                           "one entry per body order"),
                          ({"e0": "mean"}, "e0 must be 'isolated', 'average'")):
         with pytest.raises(ParameterError, match=message):
-            fit(rattled_cu(3, seed=3), OutputModel(tmp_path / "x"), fitter="ace",
+            fit(labelled_cu(3, seed=3), OutputModel(tmp_path / "x"), fitter="ace",
                 params={"ref_prefix": "ref_", **bad})
 
 
@@ -159,7 +148,7 @@ def test_a_failing_fit_quotes_its_output(tmp_path):
                     reason="TensorFlow is installed: the tensorpot backend would run")
 def test_pacemaker_with_tensorpot_needs_tensorflow(tmp_path):
     with pytest.raises(ParameterError, match="needs TensorFlow.*backend='pyace'"):
-        fit(rattled_cu(3, seed=3), OutputModel(tmp_path / "p"), fitter="ace",
+        fit(labelled_cu(3, seed=3), OutputModel(tmp_path / "p"), fitter="ace",
             params={"ref_prefix": "ref_", "method": "pacemaker"})
 
 
@@ -167,7 +156,7 @@ def test_pacemaker_with_tensorpot_needs_tensorflow(tmp_path):
 def test_pacemaker_nonlinear_fit_with_the_pyace_backend(tmp_path, fit_runs):
     """pacemaker's BFGS for real (3 iterations, pyace backend: about 15 s here): the loss
     goes down, and the model it writes evaluates."""
-    train = rattled_cu(10, seed=1)
+    train = labelled_cu(10, seed=1)
     model = fit(train, OutputModel(tmp_path / "pace"), fitter="ace",
                 params={"ref_prefix": "ref_", "e0": "average", "method": "pacemaker",
                         "backend": "pyace", "max_iterations": 3,

@@ -19,7 +19,7 @@ require_module("quippy", "pip install quippy-ase (or pip install -e plugins/wflp
 require_module("wflp_gap", "pip install -e plugins/wflp-gap[test]")
 
 from ase import Atoms  # noqa: E402
-from ase.build import bulk, molecule  # noqa: E402
+from ase.build import molecule  # noqa: E402
 from ase.calculators.emt import EMT  # noqa: E402
 from wflp import AutoparaInfo, OutputSpec  # noqa: E402
 from wflp.analysis import error_report  # noqa: E402
@@ -27,6 +27,7 @@ from wflp.errors import ParameterError, RecordMismatchError  # noqa: E402
 from wflp.ops import OutputModel, calculate, fit  # noqa: E402
 from wflp.ops.fit import FitError  # noqa: E402
 from wflp.plugins import plugin_report, reset_plugin_manager  # noqa: E402
+from wflp.testing import labelled_cu  # noqa: E402
 from wflp_gap.fit import _check, command_line, find_program  # noqa: E402
 
 # a small GAP: a pair term and SOAP, a few seconds on 30 cells of 4 atoms
@@ -42,18 +43,6 @@ PARAMS = {"descriptors": DESCRIPTORS, "default_sigma": [0.001, 0.03, 0.03, 0.0],
 # measured: 4.4 meV/atom and 104 meV/A on the test cells; the data's own spread is
 # 108 meV/atom (energy per atom) and 1368 meV/A (force components)
 ENERGY_BOUND, FORCE_BOUND = 0.015, 0.300
-
-
-def rattled_cu(n, seed):
-    """Strained and rattled 4-atom fcc Cu cells with EMT energies, forces and stresses."""
-    rng = np.random.default_rng(seed)
-    cells = []
-    for _ in range(n):
-        at = bulk("Cu", "fcc", a=rng.uniform(3.5, 3.7), cubic=True)
-        at.positions += rng.normal(scale=0.1, size=at.positions.shape)
-        at.info["config_type"] = "rattled"
-        cells.append(at)
-    return list(calculate(cells, OutputSpec(), calculator=EMT(), prefix="ref_"))
 
 
 @pytest.fixture
@@ -118,7 +107,7 @@ def test_parameters_become_gap_fit_arguments():
 def test_fit_predicts_held_out_cells_and_is_reused(tmp_path, counted_gap_fit):
     require_program("gap_fit", "pip install quippy-ase (it installs gap_fit)")
     program, runs = counted_gap_fit
-    train, test = rattled_cu(30, seed=1), rattled_cu(20, seed=2)
+    train, test = labelled_cu(30, seed=1), labelled_cu(20, seed=2)
     params = {**PARAMS, "program": program}
     model = fit(train, OutputModel(tmp_path / "gap"), fitter="gap", params=params, seed=1,
                 autopara_info=AutoparaInfo(num_python_subprocesses=2))
@@ -186,7 +175,7 @@ def test_a_failing_fit_quotes_gap_fit_and_keeps_its_run_directory(tmp_path):
     require_program("gap_fit", "pip install quippy-ase (it installs gap_fit)")
     bad = {**PARAMS, "descriptors": [dict(DESCRIPTORS[1], covariance_type="nonsense")]}
     with pytest.raises(FitError) as err:
-        fit(rattled_cu(4, seed=3), OutputModel(tmp_path / "bad"), fitter="gap", params=bad)
+        fit(labelled_cu(4, seed=3), OutputModel(tmp_path / "bad"), fitter="gap", params=bad)
     message = str(err.value)
     assert "gap_fit exited with status" in message
     assert "unknown covariance type" in message and "nonsense" in message
@@ -195,10 +184,10 @@ def test_a_failing_fit_quotes_gap_fit_and_keeps_its_run_directory(tmp_path):
     assert "SYSTEM ABORT" in (rundir / "fit" / "gap_fit.err").read_text()
     with pytest.raises(FitError, match="no configuration in the training set has "
                                        "xtb_energy"):
-        fit(rattled_cu(4, seed=3), OutputModel(tmp_path / "nokeys"), fitter="gap",
+        fit(labelled_cu(4, seed=3), OutputModel(tmp_path / "nokeys"), fitter="gap",
             params={**PARAMS, "ref_prefix": "xtb_"})
     with pytest.raises(FitError, match="cannot find 'no_such_gap_fit'"):
-        fit(rattled_cu(4, seed=3), OutputModel(tmp_path / "noprog"), fitter="gap",
+        fit(labelled_cu(4, seed=3), OutputModel(tmp_path / "noprog"), fitter="gap",
             params={**PARAMS, "program": "no_such_gap_fit"})
 
 
@@ -209,7 +198,7 @@ def test_gap_fit_threads_are_set_for_it_alone(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\necho \"threads=$OMP_NUM_THREADS\" > seen.txt\nexit 3\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     with pytest.raises(FitError, match="exited with status 3"):
-        fit(rattled_cu(2, seed=4), OutputModel(tmp_path / "m"), fitter="gap",
+        fit(labelled_cu(2, seed=4), OutputModel(tmp_path / "m"), fitter="gap",
             params={**PARAMS, "program": str(fake)},
             autopara_info=AutoparaInfo(num_python_subprocesses=2))
     [rundir] = [p for p in tmp_path.iterdir() if ".wflp-fit-" in p.name]

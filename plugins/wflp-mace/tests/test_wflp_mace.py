@@ -10,7 +10,6 @@ import stat
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from wflp.testing import require_module
 
@@ -18,7 +17,7 @@ require_module("mace", "pip install torch==2.13.0, then pip install -e plugins/w
 require_module("wflp_mace", "pip install -e plugins/wflp-mace[test]")
 
 from ase import Atoms  # noqa: E402
-from ase.build import bulk, molecule  # noqa: E402
+from ase.build import molecule  # noqa: E402
 from ase.calculators.emt import EMT  # noqa: E402
 from wflp import AutoparaInfo, OutputSpec  # noqa: E402
 from wflp.analysis import error_report  # noqa: E402
@@ -26,24 +25,13 @@ from wflp.errors import ParameterError, RecordMismatchError  # noqa: E402
 from wflp.ops import OutputModel, calculate, fit  # noqa: E402
 from wflp.ops.fit import FitError  # noqa: E402
 from wflp.plugins import plugin_report, reset_plugin_manager  # noqa: E402
+from wflp.testing import labelled_cu  # noqa: E402
 from wflp_mace.fit import _check, command_line, find_program  # noqa: E402
 
 PARAMS = {"ref_prefix": "ref_", "e0": "average", "max_num_epochs": 15, "r_max": 4.5}
 # measured after 15 epochs: 15 meV/atom and 255 meV/A on the test cells, whose own spread
 # is 108 meV/atom (energy per atom) and 1368 meV/A (force components)
 ENERGY_BOUND, FORCE_BOUND = 0.050, 0.500
-
-
-def rattled_cu(n, seed):
-    """Strained and rattled 4-atom fcc Cu cells with EMT energies and forces."""
-    rng = np.random.default_rng(seed)
-    cells = []
-    for _ in range(n):
-        at = bulk("Cu", "fcc", a=rng.uniform(3.5, 3.7), cubic=True)
-        at.positions += rng.normal(scale=0.1, size=at.positions.shape)
-        at.info["config_type"] = "rattled"
-        cells.append(at)
-    return list(calculate(cells, OutputSpec(), calculator=EMT(), prefix="ref_"))
 
 
 @pytest.fixture
@@ -102,7 +90,7 @@ def test_parameters_become_mace_run_train_arguments():
 def test_a_few_epochs_predict_held_out_cells_and_the_model_is_reused(tmp_path, counted_mace):
     """15 epochs on 30 cells of 4 atoms: 20-45 s on 2 cores, plus loading torch."""
     program, runs = counted_mace
-    train, test = rattled_cu(30, seed=1), rattled_cu(20, seed=2)
+    train, test = labelled_cu(30, seed=1), labelled_cu(20, seed=2)
     params = {**PARAMS, "program": program}
     model = fit(train, OutputModel(tmp_path / "mace"), fitter="mace", params=params, seed=1,
                 autopara_info=AutoparaInfo(num_python_subprocesses=2))
@@ -169,7 +157,7 @@ def test_isolated_atoms_are_the_e0s_and_not_training_data(tmp_path, monkeypatch)
 
 def test_a_failing_training_quotes_mace_run_train(tmp_path):
     with pytest.raises(FitError) as err:
-        fit(rattled_cu(4, seed=3), OutputModel(tmp_path / "bad"), fitter="mace",
+        fit(labelled_cu(4, seed=3), OutputModel(tmp_path / "bad"), fitter="mace",
             params={**PARAMS, "max_num_epochs": 1, "extra": {"loss": "nonsense"}})
     message = str(err.value)
     assert "mace_run_train exited with status 2" in message
