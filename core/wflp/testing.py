@@ -129,6 +129,25 @@ def labelled_cu(n: int, seed: int, prefix: str = "ref_") -> list:
     return list(calculate(cells, OutputSpec(), calculator=EMT(), prefix=prefix))
 
 
+def calculate_in_two_workers(inputs: Any, output: Any, calculator: Any) -> list:
+    """``calculate`` from the file *inputs* to the file *output* in a fresh pool of two
+    worker processes, two configurations per chunk, so that both workers build the
+    calculator from its spec and share nothing: what a calculator plugin's tests compare
+    with a serial run. The plugin manager is reset first and the pool shut down after."""
+    from . import AutoparaInfo, ConfigSet, OutputSpec, shutdown_pool
+    from .ops import calculate
+    from .plugins import reset_plugin_manager
+
+    reset_plugin_manager()
+    shutdown_pool()
+    try:
+        return list(calculate(ConfigSet(inputs), OutputSpec(output), calculator=calculator,
+                              autopara_info=AutoparaInfo(num_python_subprocesses=2,
+                                                         num_inputs_per_python_subprocess=2)))
+    finally:
+        shutdown_pool()
+
+
 @pytest.fixture
 def molecules() -> list:
     """Small molecules in their ase.build geometries: H2O, CH4, NH3, C2H4."""

@@ -22,11 +22,12 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.lj import LennardJones
-from wflp import AutoparaInfo, ConfigSet, OutputSpec, shutdown_pool
+from wflp import OutputSpec
 from wflp.calculators.fileio import quiet
 from wflp.errors import ParameterError, RecordMismatchError
 from wflp.ops import calculate
 from wflp.plugins import plugin_report, reset_plugin_manager
+from wflp.testing import calculate_in_two_workers
 
 STANDIN = Path(__file__).parent / "standin_castep.py"
 REAL = os.environ.get("WFLP_CASTEP_COMMAND")
@@ -76,14 +77,7 @@ def test_two_workers_give_the_serial_results_and_lj_values(tmp_path, monkeypatch
     configs = cu_cells(6) + cu_cells(2, seed=1, swap="Au")
     ase.io.write(tmp_path / "in.xyz", configs)
     spec = ("castep", [], params())
-    reset_plugin_manager()
-    shutdown_pool()
-    try:
-        par = list(calculate(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / "p.xyz"),
-                             calculator=spec, autopara_info=AutoparaInfo(
-                                 num_python_subprocesses=2, num_inputs_per_python_subprocess=2)))
-    finally:
-        shutdown_pool()
+    par = calculate_in_two_workers(tmp_path / "in.xyz", tmp_path / "p.xyz", spec)
     ser = list(calculate(configs, OutputSpec(), calculator=spec))  # in memory: exact values
     for i, (a, b, orig) in enumerate(zip(par, ser, configs)):
         assert "castep_calc_failed" not in a.info, a.info["castep_calc_error"]

@@ -22,10 +22,11 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.lj import LennardJones
-from wflp import AutoparaInfo, ConfigSet, OutputSpec, shutdown_pool
+from wflp import ConfigSet, OutputSpec
 from wflp.errors import ParameterError, RecordMismatchError
 from wflp.ops import calculate
 from wflp.plugins import plugin_report, reset_plugin_manager
+from wflp.testing import calculate_in_two_workers
 
 HERE = Path(__file__).parent
 STANDIN = HERE / "standin_vasp.py"
@@ -100,14 +101,7 @@ def test_two_workers_give_the_serial_results_and_emt_values(tmp_path, pp_path):
     ase.io.write(tmp_path / "in.xyz", configs)
     configs = ase.io.read(tmp_path / "in.xyz", ":")
     spec = ("vasp", [], params(pp_path))
-    reset_plugin_manager()
-    shutdown_pool()
-    try:
-        par = list(calculate(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / "p.xyz"),
-                             calculator=spec, autopara_info=AutoparaInfo(
-                                 num_python_subprocesses=2, num_inputs_per_python_subprocess=2)))
-    finally:
-        shutdown_pool()
+    par = calculate_in_two_workers(tmp_path / "in.xyz", tmp_path / "p.xyz", spec)
     ser = list(calculate(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / "s.xyz"),
                          calculator=spec))
     for i, (a, b, orig) in enumerate(zip(par, ser, configs)):
