@@ -231,19 +231,9 @@ class _Run:
         except Exception:  # an executor object not from the registry
             providers["executor"] = {"name": self.executor_name}
         log_opaque(self.op.name, describer.opaque)
-        outputs = self.outputs
-        return Record(
-            kind="operation", name=self.op.name, version=self.op.version, code=code,
-            parameters=parameters,
-            inputs={"sha256": fingerprint.hexdigest(), "count": fingerprint.count,
-                    "files": [str(f) for f in self.inputs.files]},
-            layout={"outputs": [str(f) for f in outputs.files],
-                    "split": "one file per input group" if len(outputs.files) > 1
-                    else "one file"},
-            output={"format": outputs.format,
-                    "write_kwargs": describer.describe(outputs.write_kwargs, "write_kwargs")},
-            engine={"block": self.block},
-            providers=providers, opaque=describer.opaque)
+        return Record.of_operation(self.op.name, self.op.version, code, parameters,
+                                   self.inputs, fingerprint, self.outputs, describer,
+                                   engine={"block": self.block}, providers=providers)
 
 
 def _item_error(name: str, res: ChunkResult, to_file: bool) -> OperationError:

@@ -441,18 +441,10 @@ class _SelectionRun:
         providers: dict[str, Any] = {"operation": provider_of(sel.func.__module__),
                                      "executor": {"name": name}}
         log_opaque(sel.name, describer.opaque)
-        return Record(
-            kind="operation", name=sel.name, version=sel.version, code=code,
-            parameters=parameters,
-            inputs={"sha256": fingerprint.hexdigest(), "count": fingerprint.count,
-                    "files": [str(f) for f in self.inputs.files]},
-            layout={"outputs": [str(f) for f in outputs.files],
-                    "split": "one file per input group" if len(outputs.files) > 1
-                    else "one file"},
-            output={"format": outputs.format,
-                    "write_kwargs": describer.describe(outputs.write_kwargs, "write_kwargs")},
-            engine={"global_selection": FORM_VERSION},
-            providers=providers, opaque=describer.opaque)
+        return Record.of_operation(sel.name, sel.version, code, parameters, self.inputs,
+                                   fingerprint, outputs, describer,
+                                   engine={"global_selection": FORM_VERSION},
+                                   providers=providers)
 
 
 def _beside(inner: Path, final: Path) -> Path:

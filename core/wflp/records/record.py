@@ -80,6 +80,24 @@ class Record:
     IDENTITY = ("kind", "name", "version", "code", "parameters", "inputs.sha256", "layout",
                 "output", "engine")
 
+    @classmethod
+    def of_operation(cls, name: str, version: str, code: dict, parameters: Any,
+                     inputs: Any, fingerprint: Any, outputs: Any, describer: Any,
+                     engine: dict, providers: dict) -> Record:
+        """The record of an operation from its inputs (a ConfigSet and its fingerprint) to
+        its outputs (an OutputSpec): inputs, layout and output options described one way
+        for every operation, so that no two can disagree on what decides reuse."""
+        return cls(
+            kind="operation", name=name, version=version, code=code, parameters=parameters,
+            inputs={"sha256": fingerprint.hexdigest(), "count": fingerprint.count,
+                    "files": [str(f) for f in inputs.files]},
+            layout={"outputs": [str(f) for f in outputs.files],
+                    "split": "one file per input group" if len(outputs.files) > 1
+                    else "one file"},
+            output={"format": outputs.format,
+                    "write_kwargs": describer.describe(outputs.write_kwargs, "write_kwargs")},
+            engine=engine, providers=providers, opaque=describer.opaque)
+
     # -- identity -----------------------------------------------------------------------
     def identity(self) -> dict:
         """The fields that decide reuse, with paths absolute."""
