@@ -243,17 +243,17 @@ def _call_kwargs(payload: Payload, rng: Any, index: Any) -> dict:
     return kwargs
 
 
-def _run_items(payload: Payload, start: int, items: list):
-    """Per-item functions: (results, error, error_index, skipped)."""
+def _one_at_a_time(payload: Payload, start: int, items: list, call: Callable):
+    """``call(i, item)`` for each item, under the item's time limit: (results, error,
+    error_index, skipped). A failure ends the chunk, or with skip_failed is logged and
+    gives the item no output."""
     results: list[list] = []
     skipped: list = []
-    seeded = payload.wants_rng and payload.seed is not None
     for i, item in enumerate(items):
         index = start + i
-        kwargs = _call_kwargs(payload, item_rng(payload.seed, index) if seeded else None, index)
         try:
             with item_time_limit(index):
-                results.append(_as_outputs(payload.func(item, *payload.args, **kwargs)))
+                results.append(call(i, item))
         except Exception:
             text = traceback.format_exc()
             if not payload.skip_failed:
@@ -262,6 +262,18 @@ def _run_items(payload: Payload, start: int, items: list):
             skipped.append((index, _last_line(text)))
             results.append([])
     return results, None, None, skipped
+
+
+def _run_items(payload: Payload, start: int, items: list):
+    """Per-item functions: (results, error, error_index, skipped)."""
+    seeded = payload.wants_rng and payload.seed is not None
+
+    def call(i: int, item: Any) -> list:
+        index = start + i
+        kwargs = _call_kwargs(payload, item_rng(payload.seed, index) if seeded else None, index)
+        return _as_outputs(payload.func(item, *payload.args, **kwargs))
+
+    return _one_at_a_time(payload, start, items, call)
 
 
 def _run_whole_chunk(payload: Payload, task: ChunkTask, items: list):
@@ -283,23 +295,14 @@ def _run_whole_chunk(payload: Payload, task: ChunkTask, items: list):
                           "must return one entry (Atoms, None or a list) per item"
                           ), task.start, []
         return [_as_outputs(r) for r in out], None, None, []
-    results: list[list] = []
-    skipped: list = []
-    for i, item in enumerate(_fresh_items(task)):
-        index = task.start + i
-        kwargs = _call_kwargs(payload, [rngs[i]] if rngs is not None else None, [index])
-        try:
-            with item_time_limit(index):
-                out = list(payload.func([item], *payload.args, **kwargs))
-            results.append(_as_outputs(out[0]) if out else [])
-        except Exception:
-            text = traceback.format_exc()
-            if not payload.skip_failed:
-                return None, text, index, skipped
-            _log_skipped(payload, index, text)
-            skipped.append((index, _last_line(text)))
-            results.append([])
-    return results, None, None, skipped
+
+    def call(i: int, item: Any) -> list:
+        kwargs = _call_kwargs(payload, [rngs[i]] if rngs is not None else None,
+                              [task.start + i])
+        one = list(payload.func([item], *payload.args, **kwargs))
+        return _as_outputs(one[0]) if one else []
+
+    return _one_at_a_time(payload, task.start, _fresh_items(task), call)
 
 
 def _last_line(text: str) -> str:
