@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["OVERALL", "PROPERTIES", "Comparison", "ErrorReport", "compare", "error_report",
-           "isolated_energies", "natural_key", "unit_of"]
+           "isolated_energies", "natural_key", "reference_value", "unit_of"]
 
 
 def __getattr__(name: str) -> Any:

@@ -86,7 +86,12 @@ def _results(atoms: Any) -> dict:
     return getattr(calc, "results", None) or {}
 
 
-def _value(atoms: Any, prefix: str, name: str, per_atom: bool) -> Optional[np.ndarray]:
+def reference_value(atoms: Any, prefix: str, name: str,
+                    per_atom: bool) -> Optional[np.ndarray]:
+    """The property *name* stored under *prefix* (``info``, or ``arrays`` when *per_atom*),
+    as ``calculate`` stores it; with no prefix, also what ASE read back from a file (a
+    SinglePointCalculator's results). None when absent. Fitters read their training
+    labels with it, the error report its reference and model values."""
     key = prefix + name
     store = atoms.arrays if per_atom else atoms.info
     if key in store:
@@ -108,17 +113,17 @@ def _voigt(value: np.ndarray, what: str) -> np.ndarray:
 
 
 def _energy(atoms: Any, prefix: str) -> Optional[float]:
-    value = _value(atoms, prefix, "energy", False)
+    value = reference_value(atoms, prefix, "energy", False)
     if value is None or value.size != 1:
         return None
     return float(value.reshape(()))
 
 
 def _virial(atoms: Any, prefix: str) -> Optional[np.ndarray]:
-    value = _value(atoms, prefix, "virial", False)
+    value = reference_value(atoms, prefix, "virial", False)
     if value is not None:
         return _voigt(value, f"{prefix}virial")
-    stress = _value(atoms, prefix, "stress", False)
+    stress = reference_value(atoms, prefix, "stress", False)
     if stress is None or atoms.cell.rank < 3:
         return None
     return -_voigt(stress, f"{prefix}stress") * atoms.get_volume()
@@ -241,7 +246,8 @@ def _compare_one(atoms: Any, group: str, ref: str, model: str, wanted: Sequence[
                          np.array([_atomization(atoms, e_ref, e0[0], "reference")]),
                          np.array([_atomization(atoms, e_model, e0[1], "model")]))
     if "forces" in wanted:
-        f_ref, f_model = _value(atoms, ref, "forces", True), _value(atoms, model, "forces", True)
+        f_ref = reference_value(atoms, ref, "forces", True)
+        f_model = reference_value(atoms, model, "forces", True)
         if f_ref is not None and f_model is not None:
             if f_ref.shape != (n, 3) or f_model.shape != (n, 3):
                 raise InputError(f"forces of shape {f_ref.shape} and {f_model.shape} on a "
@@ -249,8 +255,8 @@ def _compare_one(atoms: Any, group: str, ref: str, model: str, wanted: Sequence[
             yield Comparison("forces", group, f_ref, f_model,
                              tuple(atoms.get_chemical_symbols()))
     if "stress" in wanted:
-        s_ref, s_model = _value(atoms, ref, "stress", False), _value(atoms, model, "stress",
-                                                                      False)
+        s_ref = reference_value(atoms, ref, "stress", False)
+        s_model = reference_value(atoms, model, "stress", False)
         if s_ref is not None and s_model is not None:
             yield Comparison("stress", group, _voigt(s_ref, f"{ref}stress"),
                              _voigt(s_model, f"{model}stress"))

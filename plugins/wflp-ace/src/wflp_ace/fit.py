@@ -213,26 +213,15 @@ def _atomic_number(symbol: str) -> int:
     return atomic_numbers.get(symbol, 0)
 
 
-def _reference(atoms: Any, prefix: str, name: str, per_atom: bool) -> Any:
-    import numpy as np
-
-    store = atoms.arrays if per_atom else atoms.info
-    if prefix + name in store:
-        return np.asarray(store[prefix + name], dtype=float)
-    results = getattr(getattr(atoms, "calc", None), "results", None) or {}
-    if not prefix and name in results:  # energy/forces read back by ASE
-        return np.asarray(results[name], dtype=float)
-    return None
-
-
 def reference_frames(training: Union[str, os.PathLike], prefix: str) -> Any:
     """(atoms, energy, forces) of each configuration of the training file, None where a
     result is missing."""
     import ase.io
+    from wflp.analysis import reference_value
 
     for atoms in ase.io.iread(os.fspath(training), index=":", format="extxyz"):
-        energy = _reference(atoms, prefix, "energy", False)
-        forces = _reference(atoms, prefix, "forces", True)
+        energy = reference_value(atoms, prefix, "energy", False)
+        forces = reference_value(atoms, prefix, "forces", True)
         yield (atoms, None if energy is None or energy.size != 1 else float(energy.reshape(())),
                forces)
 

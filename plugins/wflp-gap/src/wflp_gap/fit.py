@@ -242,18 +242,6 @@ def max_cutoff(descriptors: Sequence[Mapping]) -> float:
 
 # -- the training file -------------------------------------------------------------------------
 
-def _reference(atoms: Any, prefix: str, name: str, per_atom: bool) -> Any:
-    import numpy as np
-
-    store = atoms.arrays if per_atom else atoms.info
-    if prefix + name in store:
-        return np.asarray(store[prefix + name], dtype=float)
-    results = getattr(getattr(atoms, "calc", None), "results", None) or {}
-    if not prefix and name in results:  # energy/forces read back by ASE
-        return np.asarray(results[name], dtype=float)
-    return None
-
-
 def write_training(source: Union[str, os.PathLike], dest: Path, prefix: str,
                    vacuum: float) -> dict:
     """Write what gap_fit needs of each configuration to *dest* (see the module
@@ -261,6 +249,7 @@ def write_training(source: Union[str, os.PathLike], dest: Path, prefix: str,
     import ase.io
     import numpy as np
     from ase import Atoms
+    from wflp.analysis import reference_value
 
     counts = {"configs": 0, "energies": 0, "forces": 0, "virials": 0, "elements": set(),
               "isolated": set()}
@@ -273,13 +262,13 @@ def write_training(source: Union[str, os.PathLike], dest: Path, prefix: str,
             counts["elements"].update(symbols)
             if "config_type" in atoms.info:
                 out.info["config_type"] = str(atoms.info["config_type"])
-            energy = _reference(atoms, prefix, "energy", False)
+            energy = reference_value(atoms, prefix, "energy", False)
             if energy is not None and energy.size == 1:
                 out.info[ENERGY] = float(energy.reshape(()))
                 counts["energies"] += 1
                 if len(atoms) == 1:
                     counts["isolated"].add(symbols[0])
-            forces = _reference(atoms, prefix, "forces", True)
+            forces = reference_value(atoms, prefix, "forces", True)
             if forces is not None and len(atoms) > 1:
                 out.arrays[FORCES] = forces.reshape(len(atoms), 3)
                 counts["forces"] += 1
@@ -304,14 +293,15 @@ def write_training(source: Union[str, os.PathLike], dest: Path, prefix: str,
 
 def _virial(atoms: Any, prefix: str) -> Any:
     import numpy as np
+    from wflp.analysis import reference_value
 
-    virial = _reference(atoms, prefix, "virial", False)
+    virial = reference_value(atoms, prefix, "virial", False)
     if virial is not None:
         if virial.size == 6:
             xx, yy, zz, yz, xz, xy = virial
             virial = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
         return virial.reshape(3, 3)
-    stress = _reference(atoms, prefix, "stress", False)
+    stress = reference_value(atoms, prefix, "stress", False)
     if stress is None or atoms.cell.rank < 3 or not all(atoms.pbc):
         return None
     if stress.size == 6:

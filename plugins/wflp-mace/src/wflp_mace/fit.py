@@ -233,35 +233,24 @@ def command_line(options: dict, e0: Any, seed: Optional[int]) -> list:
 
 # -- the training file -------------------------------------------------------------------------
 
-def _reference(atoms: Any, prefix: str, name: str, per_atom: bool) -> Any:
-    import numpy as np
-
-    store = atoms.arrays if per_atom else atoms.info
-    if prefix + name in store:
-        return np.asarray(store[prefix + name], dtype=float)
-    results = getattr(getattr(atoms, "calc", None), "results", None) or {}
-    if not prefix and name in results:  # energy/forces read back by ASE
-        return np.asarray(results[name], dtype=float)
-    return None
-
-
 def write_training(source: Union[str, os.PathLike], dest: Path, prefix: str) -> dict:
     """Write the configurations with a reference energy and forces to *dest*; returns
     counts, the elements, and the isolated atoms' energies."""
     import ase.io
     from ase import Atoms
     from ase.data import atomic_numbers
+    from wflp.analysis import reference_value
 
     out: dict = {"configs": 0, "elements": set(), "isolated": {}}
     with open(dest, "w") as fd:
         for atoms in ase.io.iread(os.fspath(source), index=":", format="extxyz"):
-            energy = _reference(atoms, prefix, "energy", False)
+            energy = reference_value(atoms, prefix, "energy", False)
             symbols = atoms.get_chemical_symbols()
             if len(atoms) == 1:
                 if energy is not None:
                     out["isolated"][symbols[0]] = float(energy.reshape(()))
                 continue
-            forces = _reference(atoms, prefix, "forces", True)
+            forces = reference_value(atoms, prefix, "forces", True)
             if energy is None or forces is None:
                 continue
             clean = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell,
