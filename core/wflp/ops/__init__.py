@@ -5,11 +5,12 @@ from .calculate import calculate
 from .fit import FittedModel, ModelFiles, OutputModel, fit
 from .isolated import isolated_atoms
 from .md import md
+from .normal_modes import normal_modes, sample_normal_modes
 from .optimize import optimize
 from .selection import GlobalSelector, global_selector
 from .selectors import select_cur, select_flat_histogram, select_fps
 
 __all__ = ["FittedModel", "GlobalSelector", "ModelFiles", "OutputModel", "calculate", "fit",
-           "global_selector", "isolated_atoms", "map", "md",
-           "optimize", "select_by_bool", "select_by_index", "select_cur",
+           "global_selector", "isolated_atoms", "map", "md", "normal_modes",
+           "optimize", "sample_normal_modes", "select_by_bool", "select_by_index", "select_cur",
            "select_flat_histogram", "select_fps"]

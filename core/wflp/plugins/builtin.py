@@ -35,6 +35,14 @@ def wflp_generators() -> list[GeneratorSpec]:
         GeneratorSpec(name="isolated_atoms",
                       summary="one isolated atom per element (spin explicit), for E0",
                       operation="wflp.ops:isolated_atoms"),
+        GeneratorSpec(name="normal_modes",
+                      summary="vibrational normal modes (ASE finite differences), stored "
+                              "on each input",
+                      operation="wflp.ops:normal_modes"),
+        GeneratorSpec(name="sample_normal_modes",
+                      summary="configurations displaced along stored normal modes at a "
+                              "temperature (Boltzmann)",
+                      operation="wflp.ops:sample_normal_modes"),
     ]
 
 

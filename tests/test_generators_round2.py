@@ -1,0 +1,172 @@
+"""The second round of generators: normal modes, supercells, atoms and dimers, minima hopping.
+
+Each is checked for its physics or contents, and for the engine's contract: serial and
+two-process runs write the same bytes, a rerun reuses the output without computing, and
+a changed parameter is refused (RecordMismatchError) unless overwrite=True, which
+recomputes.
+"""
+
+from __future__ import annotations
+
+import ase.io
+import numpy as np
+import pytest
+from ase import units
+from ase.build import molecule
+from ase.calculators.emt import EMT
+from ase.optimize import BFGS
+from wflp import AutoparaInfo, OutputSpec, shutdown_pool
+from wflp.errors import ParameterError, RecordMismatchError
+from wflp.ops import normal_modes, sample_normal_modes
+from wflp.ops.normal_modes import eigenvector_key, rigid_body_mode_count
+from wflp.records import read_record, record_path
+
+
+def check_engine_contract(op, inputs, tmp_path, kwargs, changed, forbid=None):
+    """Serial == 2 processes (bytes); a rerun reuses (nothing runs: *forbid* is patched to
+    fail); a changed parameter raises RecordMismatchError, and recomputes with overwrite."""
+    serial, par = tmp_path / "serial.xyz", tmp_path / "par.xyz"
+    op(inputs, OutputSpec(serial), **kwargs)
+    shutdown_pool()
+    try:
+        op(inputs, OutputSpec(par), **kwargs,
+           autopara_info=AutoparaInfo(num_python_subprocesses=2,
+                                      num_inputs_per_python_subprocess=1))
+    finally:
+        shutdown_pool()
+    data = serial.read_bytes()
+    assert data and data == par.read_bytes()
+
+    record = record_path(serial)
+    before = (serial.stat().st_mtime_ns, record.read_bytes())
+    if forbid is not None:
+        target, name = forbid
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(target, name, _must_not_run)
+            op(inputs, OutputSpec(serial), **kwargs)
+    else:
+        op(inputs, OutputSpec(serial), **kwargs)
+    assert (serial.stat().st_mtime_ns, record.read_bytes()) == before
+
+    key, value = changed
+    new_kwargs = {**kwargs, key: value}
+    with pytest.raises(RecordMismatchError) as err:
+        op(inputs, OutputSpec(serial), **new_kwargs)
+    assert any(key in d for d in err.value.differences)
+    assert serial.read_bytes() == data
+    op(inputs, OutputSpec(serial, overwrite=True), **new_kwargs)
+    assert serial.read_bytes() != data
+    return ase.io.read(par, ":")
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("a reused output was computed again")
+
+
+# -- normal modes ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def relaxed_water():
+    atoms = molecule("H2O")
+    atoms.calc = EMT()
+    BFGS(atoms, logfile=None).run(fmax=1e-5, steps=1000)
+    atoms.calc = None
+    return atoms
+
+
+def test_normal_modes_match_ase_vibrations_and_have_six_zero_modes(relaxed_water, tmp_path):
+    from ase.vibrations import Vibrations
+
+    [out] = list(normal_modes([relaxed_water], OutputSpec(), calculator=EMT()))
+    freqs = out.info["nm_frequencies"]
+    assert freqs.shape == (9,)
+
+    direct = relaxed_water.copy()
+    direct.calc = EMT()
+    vib = Vibrations(direct, name=str(tmp_path / "vib"))
+    vib.run()
+    energies, cartesian = vib.get_vibrations().get_energies_and_modes()
+    expected = np.where(energies.imag != 0, -np.abs(energies.imag), energies.real)
+    np.testing.assert_allclose(freqs, expected, atol=1e-10)
+
+    # six rigid-body modes near zero, three real vibrations well above them
+    assert rigid_body_mode_count(out) == 6
+    order = np.argsort(np.abs(freqs))
+    assert np.all(np.abs(freqs[order[:6]]) < 0.01)
+    assert np.all(freqs[order[6:]] > 0.02)
+    # orthonormal mass-weighted eigenvectors; Cartesian modes as ASE's
+    vectors = np.array([out.arrays[eigenvector_key("nm_", k)].ravel() for k in range(9)])
+    np.testing.assert_allclose(vectors @ vectors.T, np.eye(9), atol=1e-10)
+    sqrt_mass = np.sqrt(out.get_masses())[None, :, None]
+    np.testing.assert_allclose(vectors.reshape(9, 3, 3) / sqrt_mass, cartesian, atol=1e-10)
+
+
+def test_sampled_energy_is_the_classical_harmonic_average(relaxed_water):
+    """The EMT energy of the displaced molecules averages (3N-6) kT/2 above the minimum:
+    the displacements follow the Boltzmann distribution of the modes. EMT's water bend
+    (24 meV) is strongly anharmonic, so all modes are checked at 1 K, and the two stiff
+    stretches alone at 300 K."""
+    modes = normal_modes([relaxed_water], OutputSpec(), calculator=EMT())
+    calc = EMT()
+    e0 = calc.get_potential_energy(relaxed_water.copy())
+    for temperature, chosen, n_modes in ((1.0, None, 3), (300.0, [7, 8], 2)):
+        samples = list(sample_normal_modes(modes, OutputSpec(), temperature_K=temperature,
+                                           n_samples=500, seed=3, modes=chosen))
+        assert len(samples) == 500
+        assert [s.info["nm_sample"] for s in samples[:3]] == [0, 1, 2]
+        assert not any(k.startswith("nm_eigen") for k in samples[0].arrays)
+        expected = n_modes * units.kB * temperature / 2
+        harmonic = np.array([s.info["nm_harmonic_energy"] for s in samples])
+        actual = np.array([calc.get_potential_energy(s) - e0 for s in samples])
+        # the mean of 500 draws of kT/2 * chi2(n) has a relative spread of 0.04-0.045
+        assert abs(harmonic.mean() / expected - 1) < 0.15
+        assert abs(actual.mean() / expected - 1) < 0.15
+        # the potential's energy follows the harmonic estimate sample by sample
+        assert np.corrcoef(actual, harmonic)[0, 1] > 0.95
+    # no rigid-body motion: the centre of mass stays
+    com0 = relaxed_water.get_center_of_mass()
+    assert max(np.linalg.norm(s.get_center_of_mass() - com0) for s in samples) < 1e-6
+
+
+def test_sampling_is_seeded_and_refuses_non_minima(relaxed_water):
+    modes = list(normal_modes([relaxed_water], OutputSpec(), calculator=EMT()))
+    a = list(sample_normal_modes(modes, OutputSpec(), 100.0, 3, seed=1))
+    b = list(sample_normal_modes(modes, OutputSpec(), 100.0, 3, seed=1))
+    c = list(sample_normal_modes(modes, OutputSpec(), 100.0, 3, seed=2))
+    assert np.array_equal(a[2].positions, b[2].positions)
+    assert not np.allclose(a[2].positions, c[2].positions)
+    with pytest.raises(ParameterError, match="pass seed="):
+        sample_normal_modes(modes, OutputSpec(), 100.0, 3)
+    with pytest.raises(Exception, match="no info\\['nm_frequencies'\\]"):
+        list(sample_normal_modes([relaxed_water], OutputSpec(), 100.0, 3, seed=1))
+    # CH4 is unstable with EMT: its imaginary modes fail the item with advice
+    ch4 = list(normal_modes([molecule("CH4")], OutputSpec(), calculator=EMT()))
+    with pytest.raises(Exception, match="not a minimum"):
+        list(sample_normal_modes(ch4, OutputSpec(), 100.0, 3, seed=1))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"delta": 0}, "delta must be"), ({"nfree": 3}, "nfree must be 2"),
+    ({"prefix": "a b"}, "prefix must be"),
+])
+def test_normal_modes_bad_parameters(relaxed_water, kwargs, message):
+    with pytest.raises(ParameterError, match=message):
+        normal_modes([relaxed_water], OutputSpec(), calculator=EMT(), **kwargs)
+
+
+def test_normal_modes_engine_contract(relaxed_water, tmp_path):
+    import ase.vibrations
+
+    inputs = [relaxed_water, molecule("H2O"), molecule("NH3")]
+    (tmp_path / "modes").mkdir()
+    out = check_engine_contract(normal_modes, inputs, tmp_path / "modes",
+                                dict(calculator=EMT()), ("delta", 0.02),
+                                forbid=(ase.vibrations.Vibrations, "run"))
+    assert len(out) == 3 and len(out[2].info["nm_frequencies"]) == 12
+    (tmp_path / "samples").mkdir()
+    samples = check_engine_contract(sample_normal_modes, out[:2], tmp_path / "samples",
+                                    dict(temperature_K=200.0, n_samples=4, seed=5, modes=[7, 8]),
+                                    ("temperature_K", 300.0))
+    assert [s.info["nm_sample"] for s in samples] == [0, 1, 2, 3] * 2
+    rec = read_record(record_path(tmp_path / "samples" / "serial.xyz"))
+    assert rec.name == "sample_normal_modes"
