@@ -12,12 +12,13 @@ import ase.io
 import numpy as np
 import pytest
 from ase import units
-from ase.build import molecule
+from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
+from ase.data import covalent_radii
 from ase.optimize import BFGS
 from wflp import AutoparaInfo, OutputSpec, shutdown_pool
 from wflp.errors import ParameterError, RecordMismatchError
-from wflp.ops import normal_modes, sample_normal_modes
+from wflp.ops import atoms_and_dimers, normal_modes, sample_normal_modes, supercells
 from wflp.ops.normal_modes import eigenvector_key, rigid_body_mode_count
 from wflp.records import read_record, record_path
 
@@ -170,3 +171,102 @@ def test_normal_modes_engine_contract(relaxed_water, tmp_path):
     assert [s.info["nm_sample"] for s in samples] == [0, 1, 2, 3] * 2
     rec = read_record(record_path(tmp_path / "samples" / "serial.xyz"))
     assert rec.name == "sample_normal_modes"
+
+
+# -- supercells --------------------------------------------------------------------------------
+
+def test_supercells_by_number_diagonal_and_matrix():
+    prim = bulk("Cu", "fcc", a=3.6)
+    prim.info["config_type"] = "bulk"
+    calc = EMT()
+    e_prim = calc.get_potential_energy(prim.copy())
+    cubic_p = [[-1, 1, 1], [1, -1, 1], [1, 1, -1]]
+    out = list(supercells([prim], OutputSpec(), matrix=cubic_p))
+    [cubic] = out
+    assert len(cubic) == 4
+    np.testing.assert_allclose(cubic.cell.cellpar(), [3.6, 3.6, 3.6, 90, 90, 90], atol=1e-9)
+    assert np.array_equal(cubic.info["supercell_matrix"], cubic_p)
+    assert cubic.info["config_type"] == "bulk"
+    assert abs(calc.get_potential_energy(cubic) - 4 * e_prim) < 1e-8
+    for matrix, count in ((2, 8), ((1, 2, 3), 6)):
+        [cell] = list(supercells([prim], OutputSpec(), matrix=matrix))
+        assert len(cell) == count
+        assert abs(cell.get_volume() - count * prim.get_volume()) < 1e-8
+        assert abs(calc.get_potential_energy(cell) - count * e_prim) < 1e-8
+    [rect] = list(supercells([bulk("Cu", cubic=True)], OutputSpec(), matrix=(1, 2, 3)))
+    np.testing.assert_allclose(rect.cell.lengths(), 3.61 * np.array([1, 2, 3]))
+
+
+@pytest.mark.parametrize("matrix", [0, (1, 2), [[1, 0, 0], [0, 1, 0], [0, 0, -1]],
+                                    (1.5, 1, 1), True, "2"])
+def test_supercells_bad_matrix(matrix):
+    with pytest.raises(ParameterError, match="matrix must be"):
+        supercells([bulk("Cu")], OutputSpec(), matrix=matrix)
+
+
+def test_supercells_of_a_molecule_fail_naming_the_cell():
+    with pytest.raises(Exception, match="no full 3D cell"):
+        supercells([molecule("H2O")], OutputSpec(), matrix=2)
+
+
+def test_supercells_engine_contract(tmp_path):
+    inputs = [bulk("Cu", "fcc", a=a) for a in (3.5, 3.6, 3.7)]
+    out = check_engine_contract(supercells, inputs, tmp_path, dict(matrix=(2, 1, 1)),
+                                ("matrix", 2))
+    assert [len(a) for a in out] == [2, 2, 2]
+
+
+# -- atoms and dimers --------------------------------------------------------------------------
+
+def test_atoms_and_dimers_contents():
+    out = list(atoms_and_dimers([molecule("H2O")], OutputSpec(), dimer_n_steps=5,
+                                dimer_factor_range=(0.5, 2.0), box=15.0))
+    kinds = [(a.info["config_type"], a.get_chemical_formula()) for a in out]
+    assert kinds[:2] == [("isolated_atom", "H"), ("isolated_atom", "O")]
+    assert [k[1] for k in kinds[2:]] == ["H2"] * 5 + ["HO"] * 5 + ["O2"] * 5
+    assert all(k[0] == "dimer" for k in kinds[2:])
+    assert [a.info["multiplicity"] for a in out[:2]] == [2, 3]
+    h_o = out[7:12]
+    bond = covalent_radii[1] + covalent_radii[8]
+    distances = [a.get_distance(0, 1) for a in h_o]
+    np.testing.assert_allclose(distances, np.linspace(0.5 * bond, 2.0 * bond, 5))
+    np.testing.assert_allclose([a.info["dimer_distance"] for a in h_o], distances)
+    assert [a.get_chemical_symbols() for a in h_o[:1]] == [["H", "O"]]
+    np.testing.assert_allclose(h_o[0].get_initial_magnetic_moments(), [1.0, 2.0])
+    for a in out:
+        assert np.allclose(a.cell.lengths(), 15.0) and not a.pbc.any()
+        assert np.allclose(a.positions.mean(axis=0), 7.5)
+    # EMT's dimer curves are repulsive at short distances
+    calc = EMT()
+    energies = [calc.get_potential_energy(a) for a in out[2:7]]
+    assert energies[0] > energies[1] > energies[2]
+
+
+def test_atoms_and_dimers_given_elements_bond_lengths_and_no_atoms():
+    out = list(atoms_and_dimers(None, OutputSpec(), elements=["Cu", "C"], isolated_atoms=False,
+                                bond_lengths={"Cu": 2.5, "C": 1.5}, dimer_n_steps=3,
+                                dimer_factor_range=(1.0, 2.0)))
+    assert [a.get_chemical_formula() for a in out] == ["C2"] * 3 + ["CCu"] * 3 + ["Cu2"] * 3
+    np.testing.assert_allclose([a.info["dimer_distance"] for a in out],
+                               [1.5, 2.25, 3.0, 2.0, 3.0, 4.0, 2.5, 3.75, 5.0])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"elements": ["H", "Qq"]}, "'Qq' is not a chemical element"),
+    ({"elements": ["H"], "dimer_factor_range": (2.0, 1.0)}, "dimer_factor_range must be"),
+    ({"elements": ["H"], "dimer_n_steps": 1}, "dimer_n_steps must be"),
+    ({"elements": ["H"], "bond_lengths": {"H": -1}}, "bond_lengths['H'] must be > 0"),
+    ({}, "give inputs"),
+])
+def test_atoms_and_dimers_bad_values(kwargs, message):
+    with pytest.raises(ParameterError) as err:
+        atoms_and_dimers(None, OutputSpec(), **kwargs)
+    assert message in str(err.value)
+
+
+def test_atoms_and_dimers_engine_contract(tmp_path):
+    out = check_engine_contract(atoms_and_dimers, None, tmp_path,
+                                dict(elements=["H", "C", "O"], dimer_n_steps=4), ("box", 12.0))
+    assert len(out) == 3 + 6 * 4
+    assert read_record(record_path(tmp_path / "serial.xyz")).parameters["elements"] == \
+        ["H", "C", "O"]

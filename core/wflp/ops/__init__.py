@@ -2,6 +2,7 @@
 
 from .basic import map, select_by_bool, select_by_index
 from .calculate import calculate
+from .dimers import atoms_and_dimers
 from .fit import FittedModel, ModelFiles, OutputModel, fit
 from .isolated import isolated_atoms
 from .md import md
@@ -9,8 +10,10 @@ from .normal_modes import normal_modes, sample_normal_modes
 from .optimize import optimize
 from .selection import GlobalSelector, global_selector
 from .selectors import select_cur, select_flat_histogram, select_fps
+from .supercells import supercells
 
-__all__ = ["FittedModel", "GlobalSelector", "ModelFiles", "OutputModel", "calculate", "fit",
+__all__ = ["FittedModel", "GlobalSelector", "ModelFiles", "OutputModel", "atoms_and_dimers",
+           "calculate", "fit",
            "global_selector", "isolated_atoms", "map", "md", "normal_modes",
            "optimize", "sample_normal_modes", "select_by_bool", "select_by_index", "select_cur",
-           "select_flat_histogram", "select_fps"]
+           "select_flat_histogram", "select_fps", "supercells"]

@@ -43,6 +43,12 @@ def wflp_generators() -> list[GeneratorSpec]:
                       summary="configurations displaced along stored normal modes at a "
                               "temperature (Boltzmann)",
                       operation="wflp.ops:sample_normal_modes"),
+        GeneratorSpec(name="supercells",
+                      summary="each input repeated by an integer matrix (make_supercell)",
+                      operation="wflp.ops:supercells"),
+        GeneratorSpec(name="atoms_and_dimers",
+                      summary="isolated atoms and dimer curves for every pair of elements",
+                      operation="wflp.ops:atoms_and_dimers"),
     ]
 
 
