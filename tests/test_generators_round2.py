@@ -11,14 +11,20 @@ from __future__ import annotations
 import ase.io
 import numpy as np
 import pytest
-from ase import units
+from ase import Atoms, units
 from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.data import covalent_radii
 from ase.optimize import BFGS
 from wflp import AutoparaInfo, OutputSpec, shutdown_pool
 from wflp.errors import ParameterError, RecordMismatchError
-from wflp.ops import atoms_and_dimers, normal_modes, sample_normal_modes, supercells
+from wflp.ops import (
+    atoms_and_dimers,
+    minima_hopping,
+    normal_modes,
+    sample_normal_modes,
+    supercells,
+)
 from wflp.ops.normal_modes import eigenvector_key, rigid_body_mode_count
 from wflp.records import read_record, record_path
 
@@ -270,3 +276,76 @@ def test_atoms_and_dimers_engine_contract(tmp_path):
     assert len(out) == 3 + 6 * 4
     assert read_record(record_path(tmp_path / "serial.xyz")).parameters["elements"] == \
         ["H", "C", "O"]
+
+
+# -- minima hopping ----------------------------------------------------------------------------
+
+def cu_cluster(seed: int, n: int = 4):
+    """A random compact Cu cluster in a vacuum box."""
+    rng = np.random.default_rng(seed)
+    atoms = Atoms(f"Cu{n}", positions=rng.normal(size=(n, 3)) * 1.1)
+    atoms.center(vacuum=6.0)
+    return atoms
+
+
+MH = dict(calculator=EMT(), totalsteps=3, T0=2000.0, Ediff0=2.0, seed=4)
+
+
+def test_minima_hopping_visits_minima_in_order(tmp_path):
+    out_file = tmp_path / "mh.xyz"
+    minima = list(minima_hopping([cu_cluster(0)], OutputSpec(out_file), **MH))
+    assert [m.info["mh_hop"] for m in minima] == [0, 1, 2]
+    assert minima[0].info["mh_outcome"] == "accepted"
+    assert all(m.info["mh_outcome"] in ("accepted", "rejected", "refound_last",
+                                        "previously_found") for m in minima)
+    calc = EMT()
+    for m in minima:
+        # each is a local minimum of EMT with the stored energy
+        assert abs(calc.get_potential_energy(m) - m.info["mh_energy"]) < 1e-8
+        assert np.abs(calc.get_forces(m)).max() < 0.05 * 1.01
+    # the initial optimisation relaxed the random cluster: its energy went down
+    start = cu_cluster(0)
+    assert minima[0].info["mh_energy"] < calc.get_potential_energy(start)
+    # the run folders are removed after success
+    assert not (tmp_path / "mh.xyz.rundirs").exists()
+
+
+def test_minima_hopping_resumes_from_its_run_folder(tmp_path):
+    """A search of 2 steps, continued to 3 in the same folder (as after a kill), does not
+    redo the first two steps and reaches the minima of an uninterrupted 3-step search."""
+    kw = {**MH, "keep_files": True}
+    first = tmp_path / "mh.xyz"
+    minima_hopping([cu_cluster(1)], OutputSpec(first), **{**kw, "totalsteps": 2})
+    folder = tmp_path / "mh.xyz.rundirs" / "minima_hopping-000000"
+    qn0 = (folder / "qn00000.traj").stat().st_mtime_ns
+    resumed = list(minima_hopping([cu_cluster(1)], OutputSpec(first, overwrite=True), **kw))
+    assert (folder / "qn00000.traj").stat().st_mtime_ns == qn0
+    assert "Attempting to resume stopped run" in (folder / "hop.log").read_text()
+    fresh = list(minima_hopping([cu_cluster(1)], OutputSpec(tmp_path / "fresh.xyz"), **kw))
+    assert len(resumed) == len(fresh) == 3
+    for a, b in zip(resumed, fresh):
+        assert abs(a.info["mh_energy"] - b.info["mh_energy"]) < 1e-3
+    np.testing.assert_array_equal(resumed[1].positions, fresh[1].positions)
+    # a different seed does not resume: the folder is emptied and the search redone
+    other = list(minima_hopping([cu_cluster(1)], OutputSpec(tmp_path / "other.xyz"),
+                                **{**kw, "seed": 5, "workdir": str(tmp_path / "mh.xyz.rundirs")}))
+    assert "Attempting to resume" not in (folder / "hop.log").read_text()
+    assert len(other) == 3
+
+
+def test_minima_hopping_needs_a_seed_and_sane_values():
+    with pytest.raises(ParameterError, match="pass seed="):
+        minima_hopping([cu_cluster(0)], OutputSpec(), calculator=EMT())
+    with pytest.raises(ParameterError, match="totalsteps must be a whole number"):
+        minima_hopping([cu_cluster(0)], OutputSpec(), calculator=EMT(), totalsteps=0, seed=1)
+    with pytest.raises(ParameterError, match="fmax must be > 0"):
+        minima_hopping([cu_cluster(0)], OutputSpec(), calculator=EMT(), fmax=-1, seed=1)
+
+
+def test_minima_hopping_engine_contract(tmp_path):
+    from ase.optimize.minimahopping import MinimaHopping
+
+    out = check_engine_contract(minima_hopping, [cu_cluster(2), cu_cluster(3)], tmp_path,
+                                {**MH, "totalsteps": 2}, ("T0", 1500.0),
+                                forbid=(MinimaHopping, "__call__"))
+    assert [m.info["mh_hop"] for m in out] == [0, 1, 0, 1]

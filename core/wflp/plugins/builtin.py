@@ -49,6 +49,9 @@ def wflp_generators() -> list[GeneratorSpec]:
         GeneratorSpec(name="atoms_and_dimers",
                       summary="isolated atoms and dimer curves for every pair of elements",
                       operation="wflp.ops:atoms_and_dimers"),
+        GeneratorSpec(name="minima_hopping",
+                      summary="minima hopping global search (ASE), every minimum visited",
+                      operation="wflp.ops:minima_hopping"),
     ]
 
 
