@@ -27,6 +27,12 @@ from .io.extxyz import FrameRef, count_extxyz_frames, iter_extxyz, scan_extxyz
 PathLike = Union[str, os.PathLike]
 
 EXTXYZ_FORMATS = ("extxyz", "xyz")
+# Formats an output may have: the stage assembles an output by streaming its chunks'
+# frames through ase.io.write into a temporary file name, and these are the formats whose
+# writers take such a stream and whose files read back with every frame (tested in
+# tests/test_bad_input_round2.py). Others that hold many configurations do not fit: pdb,
+# json and xsf need the whole list at once, db chooses its backend from the file name.
+ASSEMBLED_FORMATS = ("extxyz", "xyz", "traj", "cif")
 _GLOB_CHARS = set("*?[")
 
 
@@ -49,7 +55,7 @@ def guess_format(path: PathLike, format: str | None = None) -> str:
 
 def output_format(path: PathLike, format: str | None = None) -> str:
     """The ase.io format to write *path* in; OutputError unless it can hold many
-    configurations and be read back."""
+    configurations, be read back, and be assembled from chunks (ASSEMBLED_FORMATS)."""
     if format is None and str(path).endswith(".xyz"):
         return "extxyz"
     from ase.io.formats import filetype, ioformats
@@ -77,6 +83,13 @@ def output_format(path: PathLike, format: str | None = None) -> str:
             f"output {str(path)!r}: the format {name!r} holds one configuration per file, "
             "and an operation writes many; write to .xyz (extended XYZ) and convert single "
             "configurations afterwards if you need them in that format")
+    if name not in ASSEMBLED_FORMATS:
+        raise OutputError(
+            f"output {str(path)!r}: wflp cannot write the format {name!r}: an output is "
+            "assembled from its finished chunks as a stream of configurations, which works "
+            "for extxyz (.xyz, wflp's own format, which keeps every result), traj and cif; "
+            f"write to .xyz (or .traj) and convert it with ase.io afterwards if you need "
+            f"{name}")
     return name
 
 
@@ -368,8 +381,9 @@ class OutputSpec:
     "wait" (the default, logging who holds it) or "fail" at once.
 
     The format (from the name, or format=) must be one ase.io can both write and
-    read back, holding many configurations per file; anything else is refused
-    here, before any work is done.
+    read back, holding many configurations per file, that wflp can assemble from
+    chunks: extxyz (.xyz), traj or cif; anything else is refused here, before any
+    work is done.
     """
 
     def __init__(self, files: PathLike | Sequence[PathLike] | None = None,
