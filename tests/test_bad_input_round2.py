@@ -10,19 +10,25 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import ase.io
+import click
 import numpy as np
 import pytest
+import wflp.plugins as plugins
 from ase.calculators.emt import EMT
 from helpers import rattled_cu
-from wflp import AutoparaInfo, ConfigSet, OutputSpec, operation
-from wflp.errors import OutputError
+from wflp import AutoparaInfo, ConfigSet, OutputSpec, hookimpl, operation
+from wflp.errors import OutputError, PluginError
 from wflp.ops import calculate
+from wflp.plugins import WflpPluginManager, manager
 
 FIXTURES = Path(__file__).parent / "plugin_fixtures"
 
@@ -115,3 +121,139 @@ def test_accepted_formats_are_assembled_and_read_back(tmp_path, name, format):
         got = [b.get_potential_energy() if b.calc is not None else b.info["EMT_energy"]
                for b in back]
         assert np.allclose(got, _emt_energies(ats), rtol=0, atol=1e-10)
+
+
+# -- 6. plugins that exit or are interrupted at import ---------------------------------------------
+
+class FakeEntryPoint:
+    """What the manager needs of an importlib.metadata.EntryPoint."""
+
+    def __init__(self, module: str):
+        self.name = module.replace("wflpfix_", "")
+        self.value = module
+        self.dist = SimpleNamespace(name=f"wflp-fix-{self.name.replace('_', '-')}",
+                                    version="1.0")
+
+    def load(self):
+        return importlib.import_module(self.value)
+
+
+@pytest.fixture
+def fixture_plugins(monkeypatch):
+    """Fixture plugin modules importable; no plugin settings or process-wide manager leak."""
+    monkeypatch.syspath_prepend(str(FIXTURES))
+    monkeypatch.delenv("WFLP_STRICT_PLUGINS", raising=False)
+    monkeypatch.delenv("WFLP_LOAD_PLUGINS", raising=False)
+    plugins.reset_plugin_manager()
+    yield
+    plugins.reset_plugin_manager()
+
+
+EXITING = [
+    ("wflpfix_exits", "its import called sys.exit(3)"),
+    ("wflpfix_interrupts", "its import was interrupted (KeyboardInterrupt)"),
+    ("wflpfix_exits_in_hook", "its hook wflp_calculators() called "
+                              "sys.exit('no licence for this calculator')"),
+]
+
+
+@pytest.mark.parametrize("module, reason", EXITING)
+def test_plugin_exiting_or_interrupted_is_isolated(fixture_plugins, monkeypatch, module, reason):
+    eps = [FakeEntryPoint(module), FakeEntryPoint("wflpfix_good")]
+    monkeypatch.setattr(manager, "iter_entry_points", lambda: eps)
+    plugins.reset_plugin_manager()
+    records = {r.plugin: r for r in plugins.plugin_report()}
+    bad = records[eps[0].name]
+    assert bad.status == "failed", bad
+    assert reason in bad.error
+    assert bad.registered == {}
+    assert records["good"].status == "ok"
+    assert "interrupted (finished chunks are kept" not in bad.error  # not the engine's words
+    ats = rattled_cu(2)
+    out = calculate(ats, OutputSpec(), calculator=("emt", [], {}))
+    assert np.allclose([a.info["emt_energy"] for a in out], _emt_energies(ats), rtol=0,
+                       atol=1e-12)
+
+
+@pytest.mark.parametrize("module, reason", EXITING)
+def test_strict_mode_makes_an_exiting_plugin_an_error(fixture_plugins, monkeypatch, module,
+                                                      reason):
+    monkeypatch.setenv("WFLP_STRICT_PLUGINS", "1")
+    pm = WflpPluginManager(entry_points=[FakeEntryPoint(module)])
+    with pytest.raises(PluginError) as err:
+        pm.get_spec("calculators", "emt")
+    assert reason in str(err.value) and "WFLP_STRICT_PLUGINS" in str(err.value)
+
+
+class _ExitsInCommands:
+    @hookimpl
+    def wflp_commands(self, cli):
+        sys.exit(4)
+
+
+def test_commands_hook_that_exits_leaves_the_other_commands(fixture_plugins, caplog):
+    group = click.Group("wflp-test")
+
+    @group.command("kept")
+    def kept():
+        pass
+
+    pm = WflpPluginManager(entry_points=())
+    pm.register_plugin(_ExitsInCommands(), name="exits-in-commands")
+    assert pm.add_commands(group) == []
+    assert list(group.commands) == ["kept"]
+    assert "its hook wflp_commands called sys.exit(4)" in caplog.text
+    strict = WflpPluginManager(entry_points=(), strict=True)
+    strict.register_plugin(_ExitsInCommands(), name="exits-in-commands")
+    with pytest.raises(PluginError, match="plugin 'exits-in-commands'.*sys.exit\\(4\\)"):
+        strict.add_commands(click.Group("wflp-test"))
+
+
+@pytest.fixture
+def exiting_distributions(tmp_path):
+    """A folder for PYTHONPATH holding two real (uninstalled) distributions whose entry
+    points, in group wflp, import a module that calls sys.exit(3) and one that raises
+    KeyboardInterrupt: importlib.metadata finds them like any installed plugin."""
+    site = tmp_path / "site"
+    site.mkdir()
+    for module in ("wflpfix_exits", "wflpfix_interrupts"):
+        short = module.replace("wflpfix_", "")
+        (site / f"{module}.py").write_text((FIXTURES / f"{module}.py").read_text())
+        info = site / f"wflp_fix_{short}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: wflp-fix-{short}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[wflp]\n{short} = {module}\n")
+    path = os.pathsep.join([str(site)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WFLP_STRICT_PLUGINS", "WFLP_LOAD_PLUGINS")}
+    return dict(env, PYTHONPATH=path, WFLP_PROGRESS="0")
+
+
+def test_wflp_commands_survive_exiting_plugins(tmp_path, exiting_distributions):
+    env = exiting_distributions
+    listed = subprocess.run([sys.executable, "-m", "wflp.cli", "list-plugins", "--json"],
+                            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    records = {r["distribution"]: r for r in json.loads(listed.stdout)}
+    assert records["wflp-fix-exits"]["status"] == "failed"
+    assert "sys.exit(3)" in records["wflp-fix-exits"]["error"]
+    assert records["wflp-fix-interrupts"]["status"] == "failed"
+    assert "import was interrupted" in records["wflp-fix-interrupts"]["error"]
+    assert records["wflp"]["status"] == "ok"
+
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(2))
+    ran = subprocess.run([sys.executable, "-m", "wflp.cli", "run", "calculator", "emt",
+                          "-i", "in.xyz", "-o", "out.xyz"], capture_output=True, text=True,
+                         timeout=120, env=env, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "wflp-fix-exits" in ran.stderr  # the warning names the failed plugin
+    energies = [at.info["emt_energy"] for at in ase.io.read(tmp_path / "out.xyz", ":")]
+    expected = _emt_energies(ase.io.read(tmp_path / "in.xyz", ":"))
+    assert np.allclose(energies, expected, rtol=0, atol=1e-10)
+
+    strict = subprocess.run([sys.executable, "-m", "wflp.cli", "list-plugins"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env=dict(env, WFLP_STRICT_PLUGINS="1"))
+    assert strict.returncode == 2
+    assert "wflp-fix-" in strict.stderr and "WFLP_STRICT_PLUGINS" in strict.stderr

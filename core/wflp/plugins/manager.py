@@ -242,9 +242,12 @@ class WflpPluginManager:
             plugin = ep.load()
             if inspect.isclass(plugin):
                 plugin = plugin()
-        except Exception as err:
-            self._fail(record, f"cannot load {ep.value!r}: {type(err).__name__}: {err}",
-                       cause=err)
+        except (Exception, SystemExit, KeyboardInterrupt) as err:
+            # a plugin must not end the process: sys.exit() or an interrupt in its import
+            # fails that plugin alone, like any other exception
+            reason = (_why(err, "its import") if isinstance(err, (SystemExit, KeyboardInterrupt))
+                      else f"{type(err).__name__}: {err}")
+            self._fail(record, f"cannot load {ep.value!r}: {reason}", cause=err)
             return
         try:
             self._register(plugin, ep.name, record)
@@ -329,9 +332,8 @@ class WflpPluginManager:
                                       "must be plain @hookimpl functions")
                 try:
                     result = impl.function()
-                except Exception as err:
-                    raise PluginError(
-                        f"its hook wflp_{kind}() raised {type(err).__name__}: {err}") from err
+                except (Exception, SystemExit, KeyboardInterrupt) as err:
+                    raise PluginError(_why(err, f"its hook wflp_{kind}()")) from err
                 found.setdefault(kind, []).extend(_check_result(kind, result))
         for kind, specs in found.items():
             names = [s.name for s in specs]
@@ -423,14 +425,13 @@ class WflpPluginManager:
                 name = self.pm.get_name(impl.plugin)
                 try:
                     impl.function(cli=cli)
-                except Exception as err:
+                except (Exception, SystemExit, KeyboardInterrupt) as err:
                     record = self._records.get(name)
                     who = record.describe() if record else f"plugin {name!r}"
+                    why = _why(err, "its hook wflp_commands")
                     if self.strict:
-                        raise PluginError(f"{who}: its hook wflp_commands raised "
-                                          f"{type(err).__name__}: {err}") from err
-                    log.warning("%s: its hook wflp_commands raised %s: %s; its commands are "
-                                "left out", who, type(err).__name__, err)
+                        raise PluginError(f"{who}: {why}") from err
+                    log.warning("%s: %s; its commands are left out", who, why)
             return sorted(set(getattr(cli, "commands", {})) - before)
 
     def get_executor(self, name: str, **options: Any) -> Any:
@@ -470,6 +471,19 @@ class WflpPluginManager:
         parts.append(f"if a plugin provides it, install it (e.g. `pip install wflp-{hint}`) "
                      "and check `wflp list-plugins`")
         return "; ".join(parts)
+
+
+def _why(err: BaseException, what: str) -> str:
+    """Why *what* (a plugin's import or hook) failed, in words; an exit or an interrupt
+    is named as such, so that it is not taken for the engine's own interruption."""
+    if isinstance(err, SystemExit):
+        return (f"{what} called sys.exit({err.code!r}); a plugin must not exit the process: "
+                "fix or uninstall it")
+    if isinstance(err, KeyboardInterrupt):
+        return (f"{what} was interrupted (KeyboardInterrupt): if you pressed Ctrl-C while "
+                "plugins were loading, run the command again; otherwise the plugin raises "
+                "KeyboardInterrupt itself: fix or uninstall it")
+    return f"{what} raised {type(err).__name__}: {err}"
 
 
 def _check_result(kind: str, result: Any) -> list:
