@@ -26,8 +26,8 @@ import wflp.plugins as plugins
 from ase.calculators.emt import EMT
 from helpers import rattled_cu
 from wflp import AutoparaInfo, ConfigSet, OutputSpec, hookimpl, operation
-from wflp.errors import OutputError, PluginError
-from wflp.ops import calculate
+from wflp.errors import InputError, OutputError, PluginError
+from wflp.ops import calculate, map
 from wflp.plugins import WflpPluginManager, manager
 
 FIXTURES = Path(__file__).parent / "plugin_fixtures"
@@ -257,3 +257,66 @@ def test_wflp_commands_survive_exiting_plugins(tmp_path, exiting_distributions):
                             env=dict(env, WFLP_STRICT_PLUGINS="1"))
     assert strict.returncode == 2
     assert "wflp-fix-" in strict.stderr and "WFLP_STRICT_PLUGINS" in strict.stderr
+
+
+# -- 8. output = input, index out of range, one file for several groups ---------------------------
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_output_that_is_the_input_is_refused(tmp_path, counted, overwrite):
+    scaled, calls = counted
+    path = tmp_path / "in.xyz"
+    ase.io.write(path, rattled_cu(3))
+    link = tmp_path / "link.xyz"
+    link.symlink_to(path)
+    content = path.read_bytes()
+    before = _listing(tmp_path)
+    for out in (path, link, Path(os.path.relpath(path))):
+        with pytest.raises(OutputError) as err:
+            scaled(ConfigSet(path), OutputSpec(out, overwrite=overwrite), 1.1)
+        message = str(err.value)
+        assert str(out) in message and "is the input file" in message
+        assert "no wflp record" not in message
+    assert calls() == []
+    assert path.read_bytes() == content
+    assert _listing(tmp_path) == before
+
+
+def test_index_beyond_the_file_is_an_input_error(tmp_path, counted):
+    scaled, calls = counted
+    path = tmp_path / "4frames.xyz"
+    ats = rattled_cu(4)
+    ase.io.write(path, ats)
+    ase.io.write(tmp_path / "4frames.traj", ats)
+    for name, index in (("4frames.xyz", 99), ("4frames.xyz", "99"), ("4frames.xyz", -5),
+                        ("4frames.traj", 4)):
+        with pytest.raises(InputError) as err:
+            list(ConfigSet(tmp_path / name, index=index))
+        message = str(err.value)
+        assert name in message and f"index {index!r}" in message and "4 frames" in message
+    before = _listing(tmp_path)
+    with pytest.raises(InputError, match="4frames.xyz.*index 99.*4 frames"):
+        scaled(ConfigSet(path, index=99), OutputSpec(tmp_path / "out.xyz"), 1.1)
+    assert calls() == []
+    assert _listing(tmp_path) == before  # nothing written: no stage, no lock
+    # indices inside the file still work, lazily
+    assert _positions(ConfigSet(path, index=3)) == _positions(ats[3:])
+    assert _positions(ConfigSet(path, index=-4)) == _positions(ats[:1])
+    assert _positions(ConfigSet(tmp_path / "4frames.traj", index="2")) == _positions(ats[2:3])
+
+
+def test_one_file_list_for_several_input_groups_is_an_output_error(tmp_path, counted):
+    scaled, calls = counted
+    parts = [tmp_path / "a.xyz", tmp_path / "b.xyz"]
+    ase.io.write(parts[0], rattled_cu(2))
+    ase.io.write(parts[1], rattled_cu(3, seed=1))
+    before = _listing(tmp_path)
+    with pytest.raises(OutputError, match="1 files but the input has 2 top-level groups"):
+        scaled(ConfigSet(parts), OutputSpec([tmp_path / "u.xyz"]), 1.1)
+    with pytest.raises(OutputError, match="1 files but the input has 2"):
+        map([rattled_cu(1), rattled_cu(2)], OutputSpec([tmp_path / "u.xyz"]), lambda at: at)
+    assert calls() == []
+    assert _listing(tmp_path) == before
+    # a single file (not a list) gathers every group; a one-file list fits one group
+    assert len(list(scaled(ConfigSet(parts), OutputSpec(tmp_path / "all.xyz"), 1.0))) == 5
+    assert len(list(scaled(ConfigSet(parts[:1]), OutputSpec([tmp_path / "one.xyz"]), 1.0))) == 2
+    assert len(list(map(rattled_cu(3), OutputSpec([tmp_path / "flat.xyz"]), lambda a: a))) == 3

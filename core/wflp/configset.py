@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Union
 
+import numpy as np
 from ase import Atoms
 
 from .errors import InputError, MalformedFileError, OutputError, ParameterError
@@ -125,6 +126,53 @@ class FileGroup:
         self._check_readable()
         return scan_extxyz(self.path)
 
+    def _integer_index(self) -> int | None:
+        """The index if it picks one frame (an int, or a string such as "3"), else None."""
+        index = self.index
+        if isinstance(index, str):
+            from ase.io.formats import string2index
+
+            try:
+                index = string2index(index)
+            except ValueError:
+                return None
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            return None
+        return int(index)
+
+    def check_index(self) -> None:
+        """InputError if an integer index is beyond the file's frames (reads the file;
+        nothing to do for slices, which may be empty)."""
+        index = self._integer_index()
+        if index is None:
+            return
+        self._check_readable()
+        n = self._count_frames()
+        if not -n <= index < n:
+            valid = f"0 to {n - 1}, or -{n} to -1" if n else "none: it is empty"
+            raise InputError(
+                f"input {str(self.path)!r}: index {self.index!r} is beyond its end: the file "
+                f"has {n} frame{'s' if n != 1 else ''} (indices {valid}); pass an index "
+                "inside the file, or a slice such as ':' for every frame")
+
+    def _count_frames(self) -> int:
+        if self.format == "extxyz" and not self.read_kwargs:
+            with open(self.path, "rb") as fd:
+                try:
+                    return count_extxyz_frames(fd)
+                except ValueError:
+                    pass  # malformed: ase's reader below says where
+        import ase.io
+
+        try:
+            return sum(1 for _ in ase.io.iread(self.path, index=":", format=self.format,
+                                               **self.read_kwargs))
+        except Exception as err:
+            raise MalformedFileError(
+                f"cannot read {str(self.path)!r} as {self.format}: "
+                f"{type(err).__name__}: {err}; fix or regenerate the file, or pass the "
+                "right format= / read_kwargs=") from err
+
     def _check_readable(self) -> None:
         if self.path.is_dir():
             raise InputError(f"input {str(self.path)!r} is a directory; give a configuration "
@@ -142,9 +190,12 @@ class FileGroup:
             return
         import ase.io
 
+        n_read = 0
         try:
-            yield from ase.io.iread(self.path, index=self.index, format=self.format,
-                                    **self.read_kwargs)
+            for atoms in ase.io.iread(self.path, index=self.index, format=self.format,
+                                      **self.read_kwargs):
+                n_read += 1
+                yield atoms
         except InputError:
             raise
         except Exception as err:
@@ -153,6 +204,8 @@ class FileGroup:
                 f"{type(err).__name__}: {err}; fix or regenerate the file, or pass the "
                 "right format= / read_kwargs="
             ) from err
+        if n_read == 0:  # ase.io.iread yields nothing for an index beyond the end
+            self.check_index()
 
 
 def missing_file_message(path: PathLike) -> str:
@@ -361,6 +414,21 @@ def _materialize(node):
     return node
 
 
+def _file_key(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file, the same through any link; else None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _is_flat(root: Any) -> bool:
+    """A tree that is one group: one file, or a list of items with no sub-groups."""
+    return isinstance(root, FileGroup) or (
+        isinstance(root, list) and not any(isinstance(c, (list, FileGroup)) for c in root))
+
+
 def top_group_count(cs: ConfigSet) -> int:
     """How many top-level groups a set has (one file counts as one group)."""
     root = cs._root
@@ -386,9 +454,13 @@ class OutputSpec:
     work is done.
     """
 
+    # files given as a list, even of one file: one file per input group (see check_fits)
+    one_per_group = False
+
     def __init__(self, files: PathLike | Sequence[PathLike] | None = None,
                  format: str | None = None, write_kwargs: dict | None = None,
                  overwrite: bool = False, if_locked: str = "wait"):
+        self.one_per_group = isinstance(files, (list, tuple))
         if files is None:
             self.files: list[Path] = []
         elif _is_pathlike(files):
@@ -417,9 +489,26 @@ class OutputSpec:
         return not self.files
 
     def check_fits(self, inputs: ConfigSet) -> None:
-        """Raise OutputError if the number of output files does not fit the inputs."""
-        if len(self.files) > 1:
-            n_groups = top_group_count(inputs)
+        """Raise before any work if these outputs cannot be made from *inputs*.
+
+        OutputError if an output file is one of the input files (even with overwrite:
+        the input would be replaced while it is read) or if a list of output files does
+        not have one file per input group; InputError if an input file's integer index
+        is beyond its last frame.
+        """
+        existing = {key: out for out in self.files if (key := _file_key(out)) is not None}
+        for src in inputs.files if existing else ():
+            out = existing.get(_file_key(src))
+            if out is not None:
+                raise OutputError(
+                    f"output {str(out)!r} is the input file {str(src)!r}; an operation "
+                    "cannot write its results over the configurations it reads (not even "
+                    "with overwrite=True): write to another file")
+        for group in _file_groups(inputs._root):
+            group.check_index()
+        if len(self.files) > 1 or self.one_per_group:
+            n_groups = top_group_count(inputs) if len(self.files) > 1 or not _is_flat(
+                inputs._root) else 1
             if n_groups != len(self.files):
                 raise OutputError(
                     f"OutputSpec has {len(self.files)} files but the input has {n_groups} "
