@@ -26,7 +26,8 @@ import wflp.plugins as plugins
 from ase.calculators.emt import EMT
 from helpers import rattled_cu
 from wflp import AutoparaInfo, ConfigSet, OutputSpec, hookimpl, operation
-from wflp.errors import InputError, OutputError, PluginError
+from wflp.engine.stage import Stage
+from wflp.errors import InputError, OperationError, OutputError, PluginError
 from wflp.ops import calculate, map
 from wflp.plugins import WflpPluginManager, manager
 
@@ -320,3 +321,44 @@ def test_one_file_list_for_several_input_groups_is_an_output_error(tmp_path, cou
     assert len(list(scaled(ConfigSet(parts), OutputSpec(tmp_path / "all.xyz"), 1.0))) == 5
     assert len(list(scaled(ConfigSet(parts[:1]), OutputSpec([tmp_path / "one.xyz"]), 1.0))) == 2
     assert len(list(map(rattled_cu(3), OutputSpec([tmp_path / "flat.xyz"]), lambda a: a))) == 3
+
+
+# -- 9. a chunk file deleted during the run ------------------------------------------------------
+
+@operation("faulty_r2", version="1")
+def _faulty(at, index=None):
+    """Faults switched on by files in the current folder, which the record does not see (so
+    every run is the same computation): with r2-fail, item 4 fails; with r2-delete, the
+    first finished chunk file of out.xyz's stage is deleted (once)."""
+    if index == 4 and os.path.exists("r2-fail"):
+        raise ValueError("item four fails")
+    if os.path.exists("r2-delete"):
+        os.unlink("r2-delete")
+        sorted(Path(".out.xyz.wflp-partial").glob("c-*.xyz"))[0].unlink()
+    return at
+
+
+def test_chunk_file_deleted_during_the_run_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out.xyz"
+    info = AutoparaInfo(num_inputs_per_python_subprocess=2)
+    ats = rattled_cu(6)
+    (tmp_path / "r2-fail").touch()
+    with pytest.raises(OperationError, match="item four fails"):
+        _faulty(ats, OutputSpec(out), autopara_info=info)
+    stage = Stage.folder_for(out)
+    assert len(list(stage.glob("c-*.xyz"))) == 2  # items 0-1 and 2-3 are kept
+    (tmp_path / "r2-fail").unlink()
+    (tmp_path / "r2-delete").touch()  # the resumed run loses the chunk of items 0-1
+    with pytest.raises(OutputError) as err:
+        _faulty(ats, OutputSpec(out), autopara_info=info)
+    message = str(err.value)
+    assert "did the inputs change" not in message
+    assert "chunk file" in message and "missing" in message and "items 0 to 1" in message
+    assert "rerun" in message.lower()
+    assert not out.exists()
+    # as the message says, a rerun computes the missing items and writes the output
+    done = _faulty(ats, OutputSpec(out), autopara_info=info)
+    assert _positions(done) == _positions(ats)
+    assert not stage.exists()
+

@@ -255,11 +255,24 @@ class Stage:
         chunks = [c for c in _scan(self.folder, self.token, self.label, verify=False)
                   if c is not None]
         tiling = _tiling(chunks, n_items)
-        if tiling is None:
-            covered = sum(e - s for s, e in self.done_ranges(chunks))
+        if tiling is None:  # the inputs were checked unchanged: a chunk file went away
+            gaps, pos = [], 0
+            for start, end in self.done_ranges(chunks) + [(n_items, n_items)]:
+                if start > pos:
+                    gaps.append(f"items {pos} to {start - 1}" if start - pos > 1
+                                else f"item {pos}")
+                pos = max(pos, end)
+            if not gaps:  # pragma: no cover - runs start their chunks where kept ones end
+                raise OutputError(
+                    f"the finished chunk files in the stage {str(self.folder)!r} overlap "
+                    f"without covering the {n_items} items exactly once; nothing was "
+                    "written: remove the stage folder and rerun")
             raise OutputError(
-                f"the stage {str(self.folder)!r} covers {covered} of {n_items} items; did "
-                "the inputs change during the run? Rerun to compute the missing items")
+                f"a finished chunk file is missing from the stage {str(self.folder)!r}: no "
+                f"chunk file holds {', '.join(gaps[:3])}{' ...' if len(gaps) > 3 else ''} "
+                f"(of {n_items}); it was deleted or moved during this run (a chunk kept from "
+                "the interrupted run it resumed, or one it wrote). Nothing was written: rerun "
+                "to compute the missing items (the other finished chunks are kept)")
         produced: dict[Path, tuple[Path, int]] = {}
         for g, target in enumerate(files):
             parts = [c.path for c in tiling if c.group == g]
