@@ -7,13 +7,18 @@ temperature of the frame), and with a thermostat info["md_target_temperature_K"]
 (the target of the step that made the frame). All randomness (initial
 velocities, Langevin noise) comes from the per-item random stream of the call's
 ``seed``, so results do not depend on chunking or the number of worker processes.
+
+Temperatures count the degrees of freedom the dynamics really has: 3N minus those its
+constraints remove (the input's constraints, and the centre of mass that Langevin
+dynamics holds fixed), as ASE's thermostats count them. Counting 3N for a Langevin run
+read a 9-atom molecule's temperature 11 % low.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -165,8 +170,17 @@ def _check_md(params: dict, seed: Optional[int]) -> _MDSettings:
     init_t = params["initial_temperature"]
     if init_t is not None:
         check_positive("md", "initial_temperature", init_t, allow_zero=True)
+    if not isinstance(params["exact_initial_temperature"], (bool, np.bool_)):
+        raise ParameterError("md: exact_initial_temperature must be True or False, got "
+                             f"{params['exact_initial_temperature']!r}")
     if params["abort_min_distance"] is not None:
         check_positive("md", "abort_min_distance", params["abort_min_distance"])
+    if params["stop_max_temperature"] is not None:
+        check_positive("md", "stop_max_temperature", params["stop_max_temperature"])
+    stop = params["stop_condition"]
+    if stop is not None and not callable(stop):
+        raise ParameterError(
+            f"md: stop_condition must be a function f(atoms) -> bool, got {stop!r}")
     prefix = params["results_prefix"]
     if prefix is not None and not isinstance(prefix, str):
         raise ParameterError(f"md: results_prefix must be a string, got {prefix!r}")
@@ -183,11 +197,14 @@ def _check_md(params: dict, seed: Optional[int]) -> _MDSettings:
 
 # -- the operation ----------------------------------------------------------------------------
 
-@operation("md", version="1", check=_check_md)
+@operation("md", version="2", check=_check_md)
 def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "langevin",
        temperature: Optional[Temperature] = None, friction: Optional[float] = None,
        temperature_tau: Optional[float] = None, sample_interval: int = 1,
-       initial_temperature: Optional[float] = None, abort_min_distance: Optional[float] = None,
+       initial_temperature: Optional[float] = None, exact_initial_temperature: bool = True,
+       abort_min_distance: Optional[float] = None,
+       stop_max_temperature: Optional[float] = None,
+       stop_condition: Optional[Callable[[Atoms], bool]] = None,
        results_prefix: Optional[str] = None, rng: Optional[np.random.Generator] = None,
        ) -> list[Atoms]:
     """Run molecular dynamics from each configuration; return its sampled trajectory.
@@ -204,8 +221,20 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
     initial_temperature: draw Maxwell-Boltzmann velocities at this temperature (K), then
         remove centre-of-mass motion (and rotation, for non-periodic systems); None keeps
         the input's momenta.
-    abort_min_distance: stop a trajectory as soon as two atoms are closer than this (Å);
-        its last frame is that configuration, marked info["md_aborted"] = True.
+    exact_initial_temperature: then rescale the velocities so that the first frame is at
+        exactly initial_temperature (as wfl does). The default, because a small system's
+        draw is far off (a 3-atom draw has a relative spread of sqrt(2/(3N)) = 47 %) and
+        the first frames then sample another temperature than asked for; False keeps
+        the canonical draw (a sample of the Maxwell-Boltzmann distribution).
+    abort_min_distance: stop a trajectory as soon as two atoms (or periodic images) are
+        closer than this (Å).
+    stop_max_temperature: stop a trajectory as soon as its temperature exceeds this (K).
+    stop_condition: stop a trajectory as soon as stop_condition(atoms) is true; it is
+        called after every step (and at the start) with the current configuration, its
+        calculator attached (results come from its cache), and must not modify it.
+        A stop keeps the frames before it and stores the configuration that met the
+        condition as the last frame, marked info["md_aborted"] = True and
+        info["md_stop_reason"] (which condition, e.g. "min_distance < 1.6").
     results_prefix: prefix of the stored calculator results (default: as calculate).
     """
     settings = _check_md(dict(integrator=integrator, steps=steps, dt=dt,
@@ -213,7 +242,10 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
                               temperature_tau=temperature_tau,
                               sample_interval=sample_interval,
                               initial_temperature=initial_temperature,
+                              exact_initial_temperature=exact_initial_temperature,
                               abort_min_distance=abort_min_distance,
+                              stop_max_temperature=stop_max_temperature,
+                              stop_condition=stop_condition,
                               results_prefix=results_prefix),
                          None if (rng is None) else 0)
     if not isinstance(atoms, Atoms):
@@ -222,8 +254,9 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
 
     work = atoms.copy()
     own_constraints = copy.deepcopy(work.constraints)
+    _add_dynamics_constraints(work, settings)
     if initial_temperature is not None:
-        _thermalize(work, float(initial_temperature), rng)
+        _thermalize(work, float(initial_temperature), rng, bool(exact_initial_temperature))
     work.calc = calc
     dyn = _make_dynamics(work, settings, dt, friction, temperature_tau, rng)
 
@@ -237,21 +270,24 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
     try:
         for _ in dyn.irun(steps):
             step = dyn.nsteps
-            aborted = (abort_min_distance is not None
-                       and _closer_than(work, float(abort_min_distance)))
-            if aborted or step % sample_interval == 0:
+            # the dynamics' atoms carry its constraints (Langevin's FixCom): their count
+            kinetic_temperature = float(work.get_temperature())
+            reason = _stop_reason(work, kinetic_temperature, abort_min_distance,
+                                  stop_max_temperature, stop_condition)
+            if reason is not None or step % sample_interval == 0:
                 frame = work.copy()
                 frame.set_constraint(copy.deepcopy(own_constraints))
                 frame.info["md_step"] = step
                 frame.info["md_time_fs"] = step * float(dt)
-                frame.info["md_temperature_K"] = float(frame.get_temperature())
+                frame.info["md_temperature_K"] = kinetic_temperature
                 if settings.t_start is not None:
                     frame.info["md_target_temperature_K"] = _get_target(dyn, settings)
-                if aborted:
+                if reason is not None:
                     frame.info["md_aborted"] = True
+                    frame.info["md_stop_reason"] = reason
                 store_calculated(frame, calc, wanted, prefix)
                 frames.append(frame)
-            if aborted:
+            if reason is not None:
                 break
             if settings.t_start != settings.t_end:
                 # the step that makes frame n+1 runs with the target of step n+1
@@ -261,8 +297,37 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
     return frames
 
 
-def _thermalize(atoms: Atoms, temperature_K: float, rng: Optional[np.random.Generator]) -> None:
-    """Maxwell-Boltzmann momenta from rng, without centre-of-mass motion (and rotation)."""
+def _stop_reason(atoms: Atoms, temperature_K: float, min_distance: Optional[float],
+                 max_temperature: Optional[float],
+                 condition: Optional[Callable[[Atoms], bool]]) -> Optional[str]:
+    """Why the trajectory stops at this configuration, or None to go on."""
+    if min_distance is not None and _closer_than(atoms, float(min_distance)):
+        return f"min_distance < {float(min_distance):g}"
+    if max_temperature is not None and temperature_K > float(max_temperature):
+        return f"temperature > {float(max_temperature):g}"
+    if condition is not None and condition(atoms):
+        return f"stop_condition {getattr(condition, '__qualname__', type(condition).__name__)}"
+    return None
+
+
+def _add_dynamics_constraints(atoms: Atoms, settings: _MDSettings) -> None:
+    """Constraints the integrator needs, set before velocities are drawn so that they count.
+
+    Langevin: FixCom, ASE's replacement for its deprecated fixcm=True, unless the input
+    has constraints of its own; the frames do not keep it.
+    """
+    from ase.constraints import FixCom
+
+    if settings.integrator == "langevin" and not atoms.constraints and len(atoms) > 1:
+        atoms.set_constraint(FixCom())
+
+
+def _thermalize(atoms: Atoms, temperature_K: float, rng: Optional[np.random.Generator],
+                exact: bool = True) -> None:
+    """Maxwell-Boltzmann momenta from rng, without centre-of-mass motion (and rotation).
+
+    exact: then rescale them to temperature_K, counting atoms' degrees of freedom.
+    """
     from ase.md import velocitydistribution as vd
 
     if temperature_K == 0:
@@ -274,9 +339,13 @@ def _thermalize(atoms: Atoms, temperature_K: float, rng: Optional[np.random.Gene
         vd.thermalize_momenta(atoms, temperature_K, rng=rng)
     else:  # pragma: no cover - older ase
         vd.MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-    vd.Stationary(atoms)
+    # ase >= 3.29 rescales to the draw's temperature by default: keep the canonical draw
+    vd.Stationary(atoms, preserve_temperature=False)
     if not atoms.pbc.any():  # rotation is not a free motion of a periodic system
-        vd.ZeroRotation(atoms)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a linear molecule: Ip = 0
+            vd.ZeroRotation(atoms, preserve_temperature=False)
+    if exact and atoms.get_kinetic_energy() > 0:
+        vd.force_temperature(atoms, temperature_K)
 
 
 def _make_dynamics(atoms: Atoms, settings: _MDSettings, dt: float, friction: Optional[float],
@@ -289,14 +358,10 @@ def _make_dynamics(atoms: Atoms, settings: _MDSettings, dt: float, friction: Opt
 
         return VelocityVerlet(atoms, timestep=timestep)
     if settings.integrator == "langevin":
-        from ase.constraints import FixCom
         from ase.md.langevin import Langevin
 
         if rng is None:  # pragma: no cover - the parameter check requires a seed
             raise ParameterError("md: integrator='langevin' needs seed=<int>")
-        if not atoms.constraints and len(atoms) > 1:
-            # ASE's replacement for Langevin's deprecated fixcm=True; frames do not keep it
-            atoms.set_constraint(FixCom())
         fr = DEFAULT_FRICTION if friction is None else float(friction)
         return Langevin(atoms, timestep=timestep, temperature_K=settings.t_start,
                         friction=fr / units.fs, fixcm=False, rng=rng)
