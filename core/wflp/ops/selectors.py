@@ -1,4 +1,4 @@
-"""Selectors over the whole set: CUR, farthest-point sampling, flat histogram.
+"""Selectors: CUR, farthest-point sampling, flat histogram over the whole set; a distance filter.
 
 Each is a :class:`~wflp.ops.selection.GlobalSelector`: it reads one row per
 configuration, chooses positions with a pure function of the rows, its
@@ -19,6 +19,9 @@ generator of the wflp-soap plugin).
   energy per atom by default) has a flat histogram, optionally biased towards
   low values by a Boltzmann factor exp(-(E - E_min) / kT).
 
+``select_by_distance`` is a per-configuration filter (an ordinary operation): it keeps
+configurations with no two atoms closer than per-pair thresholds.
+
 ``exclude`` (CUR and FPS) names configurations chosen before, e.g. a previous
 training set: a configuration whose descriptor is identical to one of them is
 never chosen, and what they cover counts as covered (CUR: their directions are
@@ -28,11 +31,14 @@ measured from them too).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Any, Optional
 
 import numpy as np
+from ase import Atoms
 
+from ..engine import operation
 from ..errors import ParameterError
 from .selection import check_configurations, global_selector
 
@@ -377,5 +383,127 @@ def select_flat_histogram(rows: np.ndarray, n_select: int, key: str = "energy",
     return flat_histogram(rows, n_select, kT=kT, bins=bins, rng=rng)
 
 
+# -- per-configuration filters ---------------------------------------------------------------
+
+DEFAULT_COVALENT_FRACTION = 0.6
+
+
+def pair_key(pair: Any, where: str) -> tuple[str, str]:
+    """(symbol, symbol), sorted, from ("H", "O"), ["H", "O"], "H-O", "H,O" or "H O"."""
+    from ase.data import atomic_numbers
+
+    if isinstance(pair, str):
+        parts = pair.replace(",", "-").replace(" ", "-").split("-")
+        parts = [p for p in parts if p]
+    elif isinstance(pair, (tuple, list)):
+        parts = list(pair)
+    else:
+        parts = []
+    if len(parts) != 2 or not all(isinstance(p, str) and p in atomic_numbers for p in parts):
+        raise ParameterError(f"{where}: a pair is two chemical symbols, e.g. ('H', 'O') or "
+                             f"'H-O', got {pair!r}")
+    return tuple(sorted(parts))  # type: ignore[return-value]
+
+
+def _pair_thresholds(pair_distances: Any, where: str) -> dict[tuple[str, str], float]:
+    """{sorted pair: distance} from the parameter, checked (None: {})."""
+    if pair_distances is None:
+        return {}
+    if not isinstance(pair_distances, Mapping):
+        raise ParameterError(f"{where}: pair_distances must be a mapping {{('H', 'H'): 0.6, "
+                             f"...}} (or {{'H-H': 0.6}}), got {pair_distances!r}")
+    out: dict[tuple[str, str], float] = {}
+    for pair, distance in pair_distances.items():
+        key = pair_key(pair, where)
+        if isinstance(distance, bool) or not isinstance(distance, Real) or not distance >= 0 \
+                or not np.isfinite(distance):
+            raise ParameterError(f"{where}: the distance for {'-'.join(key)} must be a "
+                                 f"number >= 0 (Å), got {distance!r}")
+        if key in out and out[key] != float(distance):
+            raise ParameterError(f"{where}: pair {'-'.join(key)} is given twice, with "
+                                 f"{out[key]} and {distance}")
+        out[key] = float(distance)
+    return out
+
+
+def _check_distance(params: dict, seed: Optional[int]) -> None:
+    _pair_thresholds(params["pair_distances"], "select_by_distance")
+    fraction = params["covalent_fraction"]
+    if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, Real)
+                                 or not 0 < fraction < np.inf):
+        raise ParameterError(f"select_by_distance: covalent_fraction must be a number > 0 "
+                             f"(a fraction of the sum of covalent radii) or None (only the "
+                             f"pairs in pair_distances), got {fraction!r}")
+    if fraction is None and not params["pair_distances"]:
+        raise ParameterError("select_by_distance: with covalent_fraction=None, give "
+                             "pair_distances, else nothing is checked")
+    if not isinstance(params["invert"], (bool, np.bool_)):
+        raise ParameterError(f"select_by_distance: invert must be True or False, got "
+                             f"{params['invert']!r}")
+
+
+def _describe_pairs(value: Any, describer: Any) -> Any:
+    """pair_distances in the record: {"H-O": 0.9}, whatever order or spelling was given."""
+    if value is None:
+        return None
+    pairs = _pair_thresholds(value, "select_by_distance")
+    return {"-".join(k): v for k, v in sorted(pairs.items())}
+
+
+def too_close(atoms: Atoms, pair_distances: Any = None,
+              covalent_fraction: Optional[float] = DEFAULT_COVALENT_FRACTION
+              ) -> Optional[tuple[int, int, float]]:
+    """The first pair (i, j, distance) closer than its threshold, or None.
+
+    Periodic images count (an atom may be too close to its own image). A pair's
+    threshold is pair_distances[(a, b)] if given, else covalent_fraction times the sum
+    of ASE's covalent radii (unchecked if covalent_fraction is None).
+    """
+    from ase.data import atomic_numbers, covalent_radii
+    from ase.neighborlist import neighbor_list
+
+    if len(atoms) == 0:
+        return None
+    numbers = atoms.numbers
+    present = np.unique(numbers)
+    table = np.zeros((int(present.max()) + 1,) * 2)
+    if covalent_fraction is not None:
+        radii = covalent_radii[:len(table)]
+        table[:] = covalent_fraction * (radii[:, None] + radii[None, :])
+    for (a, b), distance in _pair_thresholds(pair_distances, "select_by_distance").items():
+        za, zb = atomic_numbers[a], atomic_numbers[b]
+        if max(za, zb) < len(table):
+            table[za, zb] = table[zb, za] = distance
+    cutoff = float(table[np.ix_(present, present)].max())
+    if cutoff <= 0:
+        return None
+    i, j, d = neighbor_list("ijd", atoms, cutoff)
+    close = d < table[numbers[i], numbers[j]]
+    if not close.any():
+        return None
+    first = int(np.argmax(close))
+    return int(i[first]), int(j[first]), float(d[first])
+
+
+@operation("select_by_distance", version="1", check=_check_distance,
+           describe={"pair_distances": _describe_pairs})
+def select_by_distance(atoms: Atoms, pair_distances: Any = None,
+                       covalent_fraction: Optional[float] = DEFAULT_COVALENT_FRACTION,
+                       invert: bool = False) -> Optional[Atoms]:
+    """Keep the configurations with no two atoms closer than their pair's threshold.
+
+    pair_distances: {("H", "H"): 0.6, "Si-O": 1.2, ...} in Å (either order of a pair).
+    covalent_fraction: the threshold of the other pairs, as a fraction of the sum of
+        the two covalent radii (ase.data.covalent_radii); None checks only the listed pairs.
+    invert: keep the configurations that fail instead (to look at them).
+    Periodic images count. The kept configurations are written unchanged.
+    """
+    if not isinstance(atoms, Atoms):
+        raise TypeError(f"select_by_distance takes Atoms, got {type(atoms).__name__}")
+    ok = too_close(atoms, pair_distances, covalent_fraction) is None
+    return atoms if ok != bool(invert) else None
+
+
 __all__ = ["cur", "farthest_points", "flat_histogram", "identical_rows", "read_quantity",
-           "read_vector", "select_cur", "select_flat_histogram", "select_fps"]
+           "read_vector", "select_by_distance", "select_cur", "select_flat_histogram",
+           "select_fps", "too_close"]

@@ -69,6 +69,9 @@ def wflp_selectors() -> list[SelectorSpec]:
         SelectorSpec(name="select_flat_histogram",
                      summary="flat (or Boltzmann-biased) histogram of a per-atom quantity",
                      operation="wflp.ops:select_flat_histogram"),
+        SelectorSpec(name="select_by_distance",
+                     summary="drop configurations with atoms closer than per-pair thresholds",
+                     operation="wflp.ops.selectors:select_by_distance"),
     ]
 
 

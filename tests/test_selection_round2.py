@@ -1,0 +1,134 @@
+"""Selection, round 2: the interatomic-distance filter and the convex-hull selector.
+
+Each is checked on configurations made here whose answer is known by construction, and
+as an operation: records, reuse, a changed parameter refused, serial == two processes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+from wflp import AutoparaInfo, ConfigSet, OutputSpec
+from wflp.errors import ParameterError, RecordMismatchError
+from wflp.ops.selectors import select_by_distance, too_close
+from wflp.plugins import get_selector
+from wflp.records import read_record, record_path
+
+TWO_PROCESSES = AutoparaInfo(num_python_subprocesses=2, num_inputs_per_python_subprocess=1)
+
+
+# -- the interatomic-distance filter ------------------------------------------------------------
+
+def water(oh: float = None) -> Atoms:
+    at = molecule("H2O")
+    if oh is not None:  # move the first H along its bond to distance oh from O
+        bond = at.positions[1] - at.positions[0]
+        at.positions[1] = at.positions[0] + bond / np.linalg.norm(bond) * oh
+    return at
+
+
+def h2(distance: float) -> Atoms:
+    return Atoms("H2", positions=[[0, 0, 0], [0, 0, distance]])
+
+
+def labelled(configs: list[Atoms]) -> list[Atoms]:
+    for i, at in enumerate(configs):
+        at.info["label"] = i
+    return configs
+
+
+def kept_labels(out) -> list[int]:
+    return [int(at.info["label"]) for at in out]
+
+
+def test_default_threshold_is_a_fraction_of_the_covalent_radii():
+    # O-H threshold 0.6 * (0.66 + 0.31) = 0.582 Å
+    assert too_close(water()) is None
+    i, j, d = too_close(water(oh=0.5))
+    assert {i, j} == {0, 1} and d == pytest.approx(0.5)
+    assert too_close(water(oh=0.5), covalent_fraction=0.5) is None  # 0.485 Å < 0.5 Å
+    assert too_close(water(oh=0.6)) is None
+
+
+def test_periodic_images_count():
+    # one atom per cell: its only neighbours are its own images, 2.0 / sqrt(2) = 1.41 Å away
+    squeezed = bulk("Cu", "fcc", a=2.0)
+    assert too_close(squeezed) is not None  # Cu-Cu threshold 0.6 * 2 * 1.32 = 1.58 Å
+    assert too_close(bulk("Cu", "fcc", a=3.6)) is None  # 2.55 Å
+    squeezed.pbc = False  # the same atom alone
+    assert too_close(squeezed) is None
+
+
+def test_per_pair_thresholds_override_the_default_in_any_spelling():
+    assert too_close(h2(0.74)) is None  # H-H default 0.372 Å
+    for spelling in ({("H", "H"): 0.8}, {"H-H": 0.8}, {"H,H": 0.8}, {"H H": 0.8}):
+        assert too_close(h2(0.74), spelling) is not None
+    # only the listed pairs, with covalent_fraction=None: O-H at 0.5 Å passes
+    assert too_close(water(oh=0.5), {"H-H": 0.8}, covalent_fraction=None) is None
+    assert too_close(water(oh=0.5), {("O", "H"): 0.4}) is None
+    assert too_close(water(oh=0.5), {("H", "O"): 0.55}) is not None
+
+
+def test_the_operation_keeps_what_passes_and_invert_keeps_the_rest():
+    configs = labelled([water(), water(oh=0.5), h2(0.74), h2(0.3),
+                        bulk("Cu", "fcc", a=2.0), bulk("Cu", "fcc", a=3.6)])
+    kept = select_by_distance(configs, OutputSpec())
+    assert kept_labels(kept) == [0, 2, 5]
+    dropped = select_by_distance(configs, OutputSpec(), invert=True)
+    assert kept_labels(dropped) == [1, 3, 4]
+    strict = select_by_distance(configs, OutputSpec(), pair_distances={("H", "H"): 0.8})
+    assert kept_labels(strict) == [0, 5]
+    # the kept configurations are written unchanged
+    np.testing.assert_array_equal(list(kept)[0].positions, configs[0].positions)
+
+
+def test_distance_filter_record_reuse_and_a_changed_threshold(tmp_path):
+    configs = labelled([water(), water(oh=0.5), h2(0.74), h2(0.3)])
+    out = tmp_path / "ok.xyz"
+    select_by_distance(configs, OutputSpec(out), pair_distances={("O", "H"): 0.55})
+    record = read_record(record_path(out))
+    assert record.name == "select_by_distance" and record.version == "1"
+    assert record.parameters["pair_distances"] == {"H-O": 0.55}
+    before = out.read_bytes(), out.stat().st_mtime_ns
+    # the same thresholds spelled otherwise are the same computation: reused, not rewritten
+    again = select_by_distance(configs, OutputSpec(out), pair_distances={"H-O": 0.55})
+    assert (out.read_bytes(), out.stat().st_mtime_ns) == before
+    assert kept_labels(again) == [0, 2]
+    with pytest.raises(RecordMismatchError) as err:
+        select_by_distance(configs, OutputSpec(out), pair_distances={"H-O": 0.45})
+    assert set(err.value.differences) == {"parameters.pair_distances.H-O"}
+    with pytest.raises(RecordMismatchError) as err:
+        select_by_distance(configs, OutputSpec(out), pair_distances={"H-O": 0.55},
+                           covalent_fraction=0.7)
+    assert "parameters.covalent_fraction" in err.value.differences
+
+
+def test_distance_filter_serial_and_two_processes_write_the_same(tmp_path):
+    configs = labelled([water(), water(oh=0.5), h2(0.74), h2(0.3),
+                        bulk("Cu", "fcc", a=2.0), bulk("Cu", "fcc", a=3.6)])
+    select_by_distance(configs, OutputSpec(tmp_path / "serial.xyz"))
+    select_by_distance(configs, OutputSpec(tmp_path / "par.xyz"), autopara_info=TWO_PROCESSES)
+    serial = (tmp_path / "serial.xyz").read_bytes()
+    assert serial == (tmp_path / "par.xyz").read_bytes()
+    assert kept_labels(ConfigSet(tmp_path / "serial.xyz")) == [0, 2, 5]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(pair_distances={("H", "Xx"): 0.5}), "two chemical symbols"),
+    (dict(pair_distances={"H-H-H": 0.5}), "two chemical symbols"),
+    (dict(pair_distances={"H-H": -1.0}), "H-H must be a number >= 0"),
+    (dict(pair_distances={"H-O": 0.5, ("O", "H"): 0.6}), "given twice"),
+    (dict(pair_distances=[("H", "H", 0.5)]), "must be a mapping"),
+    (dict(covalent_fraction=0.0), "covalent_fraction must be"),
+    (dict(covalent_fraction=None), "give pair_distances"),
+    (dict(invert="yes"), "invert must be"),
+])
+def test_distance_filter_bad_parameters_are_refused(kwargs, message):
+    with pytest.raises(ParameterError, match=message):
+        select_by_distance([water()], OutputSpec(), **kwargs)
+
+
+def test_new_selectors_are_registered():
+    assert get_selector("select_by_distance").load() is select_by_distance
