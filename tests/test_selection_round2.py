@@ -11,8 +11,13 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, molecule
 from wflp import AutoparaInfo, ConfigSet, OutputSpec
-from wflp.errors import ParameterError, RecordMismatchError
-from wflp.ops.selectors import select_by_distance, too_close
+from wflp.errors import OperationError, ParameterError, RecordMismatchError
+from wflp.ops.selectors import (
+    hull_distances,
+    select_by_distance,
+    select_convex_hull,
+    too_close,
+)
 from wflp.plugins import get_selector
 from wflp.records import read_record, record_path
 
@@ -132,3 +137,109 @@ def test_distance_filter_bad_parameters_are_refused(kwargs, message):
 
 def test_new_selectors_are_registered():
     assert get_selector("select_by_distance").load() is select_by_distance
+    assert get_selector("select_convex_hull").load() is select_convex_hull
+
+
+# -- the convex hull ----------------------------------------------------------------------------
+
+# a made-up Cu-Au binary: (number of Cu, number of Au, energy per atom, eV above the hull).
+# The hull runs (x_Au, E) = (0, 0) -> (0.5, -0.5) -> (1, 0); CuAu3 lies on its second
+# facet without being a vertex, the others above it by what the last column says.
+BINARY = [
+    (4, 0, 0.0, 0.0),     # Cu
+    (3, 1, -0.2, 0.05),   # hull at x = 1/4: -0.25
+    (2, 2, -0.5, 0.0),    # CuAu
+    (2, 2, -0.45, 0.05),  # a higher-energy CuAu
+    (1, 3, -0.25, 0.0),   # on the facet CuAu - Au
+    (0, 4, 0.0, 0.0),     # Au
+    (0, 4, 0.1, 0.1),     # a higher-energy Au
+    (3, 1, 0.3, 0.55),
+]
+
+
+def binary(energy_key: str = "energy") -> list[Atoms]:
+    configs = []
+    for i, (n_cu, n_au, e, _) in enumerate(BINARY):
+        # positions do not matter; shuffle the species to show only the counts do
+        at = Atoms(["Cu"] * n_cu + ["Au"] * n_au, positions=np.arange(12.0).reshape(4, 3))
+        at.info[energy_key] = e * len(at)  # total energy
+        at.info["label"] = i
+        configs.append(at)
+    return configs
+
+
+def test_hull_distances_of_a_binary_whose_hull_is_known():
+    configs = binary()
+    energies = [at.info["energy"] / len(at) for at in configs]
+    fractions = [[at.symbols.count("Cu") / 4, at.symbols.count("Au") / 4] for at in configs]
+    expected = [row[3] for row in BINARY]
+    np.testing.assert_allclose(hull_distances(energies, fractions), expected, atol=1e-12)
+    # the composition coordinates only matter through their affine span
+    padded = np.column_stack([np.zeros(len(fractions)), fractions, np.zeros(len(fractions))])
+    np.testing.assert_allclose(hull_distances(energies, padded), expected, atol=1e-12)
+
+
+def test_hull_of_one_composition_and_of_points_on_one_line():
+    # one composition: the hull is the lowest energy
+    np.testing.assert_allclose(hull_distances([1.0, 0.5, 0.7], [[1.0], [1.0], [1.0]]),
+                               [0.5, 0.0, 0.2])
+    # energies linear in composition: every point is on the hull
+    x = np.linspace(0, 1, 5)[:, None]
+    np.testing.assert_allclose(hull_distances(2.0 * x[:, 0] - 1.0, x), 0.0, atol=1e-12)
+    # a ternary whose data lie on the line Cu-Au (no Ag varies): a binary hull
+    ternary = np.column_stack([[0.0, 0.5, 1.0, 0.5], [1.0, 0.5, 0.0, 0.5], np.zeros(4)])
+    np.testing.assert_allclose(hull_distances([0.0, -0.5, 0.0, 0.2], ternary),
+                               [0.0, 0.0, 0.0, 0.7], atol=1e-12)
+
+
+def test_select_convex_hull_with_and_without_tolerance():
+    configs = binary()
+    on = select_convex_hull(configs, OutputSpec())
+    assert kept_labels(on) == [0, 2, 4, 5]
+    near = select_convex_hull(configs, OutputSpec(), tolerance=0.06)
+    assert kept_labels(near) == [0, 1, 2, 3, 4, 5]
+    assert kept_labels(select_convex_hull(configs, OutputSpec(), tolerance=1.0)) == list(
+        range(len(BINARY)))
+    other_key = select_convex_hull(binary("dft_energy"), OutputSpec(), key="dft_energy")
+    assert kept_labels(other_key) == [0, 2, 4, 5]
+
+
+def test_convex_hull_record_reuse_change_and_two_processes(tmp_path, monkeypatch):
+    configs = binary()
+    out = tmp_path / "hull.xyz"
+    select_convex_hull(configs, OutputSpec(out), tolerance=0.06)
+    record = read_record(record_path(out))
+    assert record.name == "select_convex_hull" and record.parameters["tolerance"] == 0.06
+    before = out.read_bytes()
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a matching record must be reused without reading")
+
+    with monkeypatch.context() as m:
+        m.setattr(select_convex_hull, "read_rows", no_reading)
+        select_convex_hull(configs, OutputSpec(out), tolerance=0.06)
+    assert out.read_bytes() == before
+    with pytest.raises(RecordMismatchError) as err:
+        select_convex_hull(configs, OutputSpec(out), tolerance=0.0)
+    assert set(err.value.differences) == {"parameters.tolerance"}
+
+    select_convex_hull(configs, OutputSpec(tmp_path / "par.xyz"), tolerance=0.06,
+                       autopara_info=TWO_PROCESSES)
+    assert (tmp_path / "par.xyz").read_bytes() == before
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(tolerance=-0.1), "tolerance must be"),
+    (dict(tolerance="0.1"), "tolerance must be"),
+    (dict(key=""), "key must be"),
+])
+def test_convex_hull_bad_parameters_are_refused(kwargs, message):
+    with pytest.raises(ParameterError, match=message):
+        select_convex_hull(binary(), OutputSpec(), **kwargs)
+
+
+def test_convex_hull_names_a_configuration_without_energy():
+    configs = binary()
+    del configs[3].info["energy"]
+    with pytest.raises(OperationError, match=r"item 3.*no energy Atoms.info\['energy'\]"):
+        select_convex_hull(configs, OutputSpec())

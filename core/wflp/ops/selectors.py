@@ -19,6 +19,9 @@ generator of the wflp-soap plugin).
   energy per atom by default) has a flat histogram, optionally biased towards
   low values by a Boltzmann factor exp(-(E - E_min) / kT).
 
+``select_convex_hull`` keeps the configurations on (or within a tolerance above) the
+lower convex hull of energy per atom against composition.
+
 ``select_by_distance`` is a per-configuration filter (an ordinary operation): it keeps
 configurations with no two atoms closer than per-pair thresholds.
 
@@ -383,6 +386,82 @@ def select_flat_histogram(rows: np.ndarray, n_select: int, key: str = "energy",
     return flat_histogram(rows, n_select, kT=kT, bins=bins, rng=rng)
 
 
+# -- the convex hull of energy per atom against composition ------------------------------------
+
+N_ELEMENTS = 119  # atomic numbers 0 (X) to 118: every composition fits one row
+HULL_TOLERANCE = 1e-9  # eV/atom: round-off allowed on top of the tolerance
+
+
+def read_energy_composition(atoms: Any, params: dict) -> np.ndarray:
+    """[energy per atom, fraction of atomic number 0, 1, ..., 118] of one configuration."""
+    key = params["key"]
+    if not len(getattr(atoms, "numbers", ())):
+        raise ValueError("it has no atoms, so it has no composition")
+    info = atoms.info
+    if key not in info and key not in (getattr(getattr(atoms, "calc", None), "results",
+                                               None) or {}):
+        raise ValueError(f"it has no energy Atoms.info[{key!r}] (nor a calculator result "
+                         f"{key!r}); calculate one first or pass key= naming it")
+    energy = read_quantity(atoms, {"key": key, "per_atom": True})[0]
+    row = np.zeros(1 + N_ELEMENTS)
+    row[0] = energy
+    row[1:] = np.bincount(atoms.numbers, minlength=N_ELEMENTS)[:N_ELEMENTS] / len(atoms)
+    return row
+
+
+def _check_hull(params: dict, seed: Optional[int]) -> None:
+    _check_key("select_convex_hull", params["key"])
+    tol = params["tolerance"]
+    if isinstance(tol, bool) or not isinstance(tol, Real) or not 0 <= tol < np.inf:
+        raise ParameterError(f"select_convex_hull: tolerance must be an energy per atom >= 0 "
+                             f"(same units as info[key] / atom, e.g. eV), got {tol!r}")
+
+
+def hull_distances(energies: np.ndarray, compositions: np.ndarray) -> np.ndarray:
+    """How far above the lower convex hull of (composition, energy) each point lies.
+
+    energies: (n,) energy per atom; compositions: (n, m) fractions (or any coordinates:
+    only their affine span matters, so the fractions' sum of 1 and elements absent from
+    every configuration need no care). With a single composition the hull is the lowest
+    energy. Points on the hull, vertices or not, give 0 up to round-off.
+    """
+    from scipy.spatial import ConvexHull
+
+    energies = np.asarray(energies, dtype=float)
+    x = np.asarray(compositions, dtype=float)
+    if len(energies) == 0:
+        return np.zeros(0)
+    # coordinates in the affine span of the compositions: removes the sum rule, absent
+    # elements and any other degeneracy (e.g. ternary data on one line)
+    centred = x - x.mean(axis=0)
+    _, sing, vt = np.linalg.svd(centred, full_matrices=False)
+    rank = int(np.count_nonzero(sing > 1e-10 * max(1.0, sing[0] if len(sing) else 0.0)))
+    coords = centred @ vt[:rank].T
+    if rank == 0 or np.ptp(energies) == 0:
+        return energies - energies.min()
+    design = np.column_stack([coords, np.ones(len(coords))])
+    plane = np.linalg.lstsq(design, energies, rcond=None)[0]
+    if np.abs(design @ plane - energies).max() <= 1e-12 * max(1.0, np.abs(energies).max()):
+        return np.zeros(len(energies))  # all on one plane (or too few to span a solid)
+    hull = ConvexHull(np.column_stack([coords, energies]))
+    normals, offsets = hull.equations[:, :-1], hull.equations[:, -1]
+    lower = normals[:, -1] < -1e-12  # facets facing down the energy axis
+    # the lower hull is the maximum of its facets' planes: E = -(n.x + b) / n_E
+    planes = -(coords @ normals[lower, :-1].T + offsets[lower]) / normals[lower, -1]
+    return energies - planes.max(axis=1)
+
+
+@global_selector("select_convex_hull", read=read_energy_composition, version="1",
+                 check=_check_hull)
+def select_convex_hull(rows: np.ndarray, key: str = "energy",
+                       tolerance: float = 0.0) -> list[int]:
+    """Keep the configurations on, or within tolerance (per atom) above, the convex hull of
+    energy per atom against composition."""
+    distance = hull_distances(rows[:, 0], rows[:, 1:])
+    keep = np.flatnonzero(distance <= float(tolerance) + HULL_TOLERANCE)
+    return [int(i) for i in keep]
+
+
 # -- per-configuration filters ---------------------------------------------------------------
 
 DEFAULT_COVALENT_FRACTION = 0.6
@@ -505,5 +584,6 @@ def select_by_distance(atoms: Atoms, pair_distances: Any = None,
 
 
 __all__ = ["cur", "farthest_points", "flat_histogram", "identical_rows", "read_quantity",
-           "read_vector", "select_by_distance", "select_cur", "select_flat_histogram",
-           "select_fps", "too_close"]
+           "read_energy_composition", "read_vector", "hull_distances", "select_by_distance",
+           "select_convex_hull", "select_cur", "select_flat_histogram", "select_fps",
+           "too_close"]
