@@ -243,3 +243,73 @@ def test_convex_hull_names_a_configuration_without_energy():
     del configs[3].info["energy"]
     with pytest.raises(OperationError, match=r"item 3.*no energy Atoms.info\['energy'\]"):
         select_convex_hull(configs, OutputSpec())
+
+
+# -- CUR: the faster deterministic choice, the stochastic one as wfl's ---------------------------
+
+def reference_cur(rows: np.ndarray, n_select: int) -> list[int]:
+    """The deterministic CUR as it was (version 1): a full eigh of the deflated d x d matrix
+    per pick, k = 1, no exclusion; the new code must choose the same."""
+    cov = rows.T @ rows
+    available = np.ones(len(rows), dtype=bool)
+    taken, directions = [], []
+    while len(taken) < n_select:
+        values, vecs = np.linalg.eigh(cov)
+        scores = (rows @ vecs[:, -1]) ** 2 / values[-1]
+        scores[~available] = -np.inf
+        best = int(np.argmax(scores))
+        taken.append(best)
+        available[best] = False
+        q = rows[best].copy()
+        for _ in range(2):
+            for u in directions:
+                q -= (u @ q) * u
+        q /= np.linalg.norm(q)
+        directions.append(q)
+        cq = cov @ q
+        cov = cov - np.outer(q, cq) - np.outer(cq, q) + (q @ cq) * np.outer(q, q)
+    return taken
+
+
+def descriptor_like(n: int, d: int, seed: int) -> np.ndarray:
+    """Positive, clustered rows with a decaying spectrum, as SOAP vectors have."""
+    rng = np.random.default_rng(seed)
+    decay = np.arange(1, d + 1, dtype=float)
+    centres = rng.normal(size=(12, d)) / decay
+    rows = centres[rng.integers(0, 12, size=n)] + 0.3 * rng.normal(size=(n, d)) / decay ** 1.5
+    return rows + 1.0
+
+
+@pytest.mark.parametrize("n, d, n_select, kind, lanczos", [
+    (600, 200, 40, "descriptor", True),   # long descriptors
+    (400, 180, 30, "gaussian", True),     # a flat spectrum, the hardest for Lanczos
+    (300, 24, 20, "descriptor", False),   # short ones: a dense eigh
+])
+def test_deterministic_cur_chooses_as_the_full_eigh_did(n, d, n_select, kind, lanczos):
+    from wflp.ops.selectors import DENSE_BELOW, cur
+
+    assert (d >= DENSE_BELOW) == lanczos
+    rows = (descriptor_like(n, d, seed=d) if kind == "descriptor"
+            else np.random.default_rng(d).normal(size=(n, d)))
+    assert cur(rows, n_select) == reference_cur(rows, n_select)
+
+
+def test_stochastic_cur_centres_the_descriptors_as_wfl_does():
+    from wflp.ops.selectors import cur
+
+    rows = descriptor_like(300, 20, seed=5)
+    picks = cur(rows, 10, method="stochastic", rng=np.random.default_rng(3))
+    # centred: a common offset of every descriptor changes nothing
+    shifted = cur(rows + 7.0, 10, method="stochastic", rng=np.random.default_rng(3))
+    assert shifted == picks
+    # k defaults to n_select // 2, as wfl's num / 2 singular vectors
+    assert cur(rows, 10, method="stochastic", k=5, rng=np.random.default_rng(3)) == picks
+    assert cur(rows, 10, method="stochastic", k=10, rng=np.random.default_rng(3)) != picks
+
+
+def test_select_cur_records_version_2(tmp_path):
+    rows = descriptor_like(30, 6, seed=1)
+    configs = [Atoms("H", info={"soap": row}) for row in rows]
+    select_cur_op = get_selector("select_cur").load()
+    select_cur_op(configs, OutputSpec(tmp_path / "c.xyz"), n_select=3)
+    assert read_record(record_path(tmp_path / "c.xyz")).version == "2"

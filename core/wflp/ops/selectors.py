@@ -10,7 +10,9 @@ generator of the wflp-soap plugin).
 
 - ``select_cur``: leverage-score CUR on descriptor vectors. ``method="stochastic"``
   samples configurations with probabilities proportional to their leverage scores
-  over the top singular vectors (as wfl does); ``method="deterministic"`` takes
+  over the top n_select // 2 singular vectors of the centred descriptors (as wfl's
+  CUR_conf_global does; wfl zeroes excluded configurations' scores, this projects
+  their directions out); ``method="deterministic"`` takes
   the configuration of highest leverage and deflates: every later score is
   computed from the descriptors with the directions of those already taken
   projected out, so near-duplicates (adjacent MD frames) are not taken in pairs.
@@ -203,12 +205,14 @@ def _top_eigen(cov: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return values[:keep], vecs[:, :keep]
 
 
-def _scores(rows: np.ndarray, values: np.ndarray, vecs: np.ndarray) -> np.ndarray:
-    """Leverage scores: mean over the k vectors of (row . v / s)^2, block by block."""
+def _scores(rows: np.ndarray, values: np.ndarray, vecs: np.ndarray,
+            centre: Optional[np.ndarray] = None) -> np.ndarray:
+    """Leverage scores: mean over the k vectors of ((row - centre) . v / s)^2, by blocks."""
     out = np.empty(len(rows))
     scale = vecs / np.sqrt(values)
+    shift = 0.0 if centre is None else centre @ scale
     for start in range(0, len(rows), ROW_BLOCK):
-        proj = rows[start:start + ROW_BLOCK] @ scale
+        proj = rows[start:start + ROW_BLOCK] @ scale - shift
         out[start:start + ROW_BLOCK] = np.einsum("ij,ij->i", proj, proj) / len(values)
     return out
 
@@ -219,12 +223,14 @@ def cur(rows: np.ndarray, n_select: int, method: str = "deterministic",
     """Positions of *n_select* rows chosen by leverage-score CUR (see the module docstring).
 
     k: singular vectors in the leverage score (default: 1 for deterministic, as in
-    scikit-matter; min(n_select, rank) for stochastic, as in wfl). Scores come from the
-    eigenvectors of rows^T rows (d x d), so memory is the rows plus d^2, and a
-    deterministic choice costs O(n_select d^3). The deterministic choice goes in
-    rounds: when every remaining candidate lies in the span of the rows taken (and
-    excluded) in this round, a new round starts from the remaining candidates,
-    undeflated.
+    scikit-matter; max(1, n_select // 2) for stochastic, as in wfl). The stochastic
+    method centres the descriptors on the candidates' mean first (as wfl's default
+    center=True); the deterministic one does not. Scores come from the eigenvectors
+    of rows^T rows (d x d), so memory is the rows plus d^2; a deterministic choice
+    diagonalises it once and then costs a Lanczos run per pick (see _ProjectedTop).
+    The deterministic choice goes in rounds: when every remaining candidate lies in
+    the span of the rows taken (and excluded) in this round, a new round starts from
+    the remaining candidates, undeflated.
     """
     rows = np.asarray(rows, dtype=float)
     blocked = identical_rows(rows, exclude)
@@ -239,14 +245,21 @@ def cur(rows: np.ndarray, n_select: int, method: str = "deterministic",
     if method == "stochastic":
         if rng is None:
             raise ParameterError("select_cur: method='stochastic' needs a seed")
-        kk = k if k is not None else n_select
+        # as wfl: descriptors centred on their mean, num / 2 singular vectors
+        kk = k if k is not None else max(1, n_select // 2)
+        count = int(available.sum())
+        mean = _row_sum(rows, available) / count
+        centred = plain - count * np.outer(mean, mean)
+        cov = centred
+        for j in range(basis.shape[1]):
+            cov = _deflate(cov, basis[:, j])
         values, vecs = _top_eigen(cov, kk)
         if len(values) == 0:  # what is excluded spans every candidate: score without it
-            values, vecs = _top_eigen(plain, kk)
+            values, vecs = _top_eigen(centred, kk)
         if len(values) == 0:
-            raise ParameterError("select_cur: every candidate descriptor is zero; CUR cannot "
-                                 "rank them")
-        p = _scores(rows, values, vecs)
+            raise ParameterError("select_cur: every candidate descriptor is the same; CUR "
+                                 "cannot rank them")
+        p = _scores(rows, values, vecs, mean)
         p[blocked] = 0.0
         # rows outside the top singular directions score 0; a tiny floor lets them fill
         # a request for more rows than there are directions
@@ -256,11 +269,11 @@ def cur(rows: np.ndarray, n_select: int, method: str = "deterministic",
     kk = k if k is not None else 1
     taken: list[int] = []
     directions = [basis[:, j] for j in range(basis.shape[1])]
-    scale = np.trace(plain)
+    tops = _ProjectedTop(plain, directions)
     while len(taken) < n_select:
-        values, vecs = _top_eigen(cov, kk)
+        values, vecs = tops.top(kk)
         best = -1
-        if len(values) and values[0] > EIGEN_TOLERANCE * scale:
+        if len(values) and values[0] > EIGEN_TOLERANCE * tops.scale:
             scores = _scores(rows, values, vecs)
             scores[~available] = -np.inf
             best = int(np.argmax(scores))
@@ -271,8 +284,7 @@ def cur(rows: np.ndarray, n_select: int, method: str = "deterministic",
                 raise ParameterError("select_cur: the remaining candidate descriptors are all "
                                      "zero; CUR cannot rank them")
             directions = []
-            cov = _gram(rows, available)
-            scale = np.trace(cov)
+            tops = _ProjectedTop(_gram(rows, available), directions)
             continue
         taken.append(best)
         available[best] = False
@@ -284,8 +296,77 @@ def cur(rows: np.ndarray, n_select: int, method: str = "deterministic",
         if norm > np.sqrt(EIGEN_TOLERANCE) * np.linalg.norm(rows[best]):
             q /= norm
             directions.append(q)
-            cov = _deflate(cov, q)
+            tops.project_out(q)
     return taken
+
+
+DENSE_BELOW = 160  # descriptor lengths below this: a dense eigh per pick is as fast
+
+
+class _ProjectedTop:
+    """The top eigenpairs of P C P, with P the projector out of a growing set of directions.
+
+    C is diagonalised once (C = V diag(lam) V^T); in that basis P C P applies in
+    O(d m) for m directions, so each pick costs a Lanczos run (scipy's eigsh, started
+    from the previous run's next vector, so deterministic) instead of a d x d eigh:
+    O(d^2 + d m x iterations) rather than O(d^3). Short descriptors use a dense eigh.
+    """
+
+    def __init__(self, cov: np.ndarray, directions: list) -> None:
+        self.scale = float(np.trace(cov))
+        self.lam, self.basis = np.linalg.eigh(cov)
+        self.lam = np.maximum(self.lam, 0.0)
+        self.dim = len(self.lam)
+        self.q = np.zeros((self.dim, 0))  # the directions, in the eigenbasis
+        self.start: Optional[np.ndarray] = None
+        for u in directions:
+            self.project_out(u)
+
+    def project_out(self, u: np.ndarray) -> None:
+        self.q = np.column_stack([self.q, self.basis.T @ u])
+        if self.start is not None:
+            self.start = self._project(self.start)
+
+    def _project(self, x: np.ndarray) -> np.ndarray:
+        return x - self.q @ (self.q.T @ x)
+
+    def _apply(self, x: np.ndarray) -> np.ndarray:
+        y = self._project(np.asarray(x).reshape(self.dim, -1))
+        return self._project(self.lam[:, None] * y)
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k largest eigenvalues above the tolerance, with vectors (original basis)."""
+        if self.dim == 0 or self.lam[-1] <= 0:
+            return np.zeros(0), np.zeros((self.dim, 0))
+        want = min(k + 1, self.dim - self.q.shape[1])
+        if self.dim < DENSE_BELOW or want + 1 >= self.dim or want < 1:
+            p = np.eye(self.dim) - self.q @ self.q.T
+            values, vecs = np.linalg.eigh((p * self.lam) @ p)
+            values, vecs = values[::-1], vecs[:, ::-1]
+        else:
+            from scipy.sparse.linalg import LinearOperator, eigsh
+
+            start = self.start
+            if start is None or not np.linalg.norm(start) > 1e-8:
+                start = self._project(np.sqrt(self.lam))  # weighted to the large ones
+            op = LinearOperator((self.dim, self.dim), matvec=self._apply, matmat=self._apply,
+                                dtype=float)
+            values, vecs = eigsh(op, k=want, which="LA", v0=start, tol=1e-12)
+            order = np.argsort(values)[::-1]
+            values, vecs = values[order], vecs[:, order]
+            self.start = vecs[:, min(k, want - 1)].copy()  # the next one: a warm start
+        if values[0] <= 0:
+            return values[:0], self.basis @ vecs[:, :0]
+        keep = min(k, int(np.count_nonzero(values > EIGEN_TOLERANCE * values[0])))
+        return values[:keep], self.basis @ vecs[:, :keep]
+
+
+def _row_sum(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The sum of rows[mask], block by block."""
+    out = np.zeros(rows.shape[1])
+    for start in range(0, len(rows), ROW_BLOCK):
+        out += rows[start:start + ROW_BLOCK][mask[start:start + ROW_BLOCK]].sum(axis=0)
+    return out
 
 
 def _gram(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -362,7 +443,7 @@ def flat_histogram(rows: np.ndarray, n_select: int, kT: Optional[float] = None,
 
 # -- the registered selectors -----------------------------------------------------------------
 
-@global_selector("select_cur", read=read_vector, version="1", check=_check_cur)
+@global_selector("select_cur", read=read_vector, version="2", check=_check_cur)
 def select_cur(rows: np.ndarray, n_select: int, key: str = "soap",
                method: str = "deterministic", k: Optional[int] = None, exclude: Any = None,
                rng: Any = None) -> list[int]:
