@@ -10,13 +10,16 @@ optimize, plugins):
 - how records describe it (:func:`describe_calculator`): class or registered
   name, the plugin distribution and version that provides it, parameters, and
   its configuring attributes;
-- which parameters and properties are valid, checked before anything runs
-  (:func:`check_calculator`, :func:`check_properties`).
+- which parameters, properties and key prefixes are valid, checked before anything
+  runs (:func:`check_calculator`, :func:`check_properties`, :func:`check_prefix`);
+- which stored keys are a prefix's results, removed before a new outcome is stored
+  (:func:`clear_results`).
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -96,6 +99,62 @@ def calculator_prefix(calculator: Any, calc: Any) -> str:
     if isinstance(calculator, (tuple, list)) and isinstance(calculator[0], str):
         return f"{calculator[0]}_"
     return f"{type(calc).__name__}_"
+
+
+# -- keys under a prefix ----------------------------------------------------------------------
+
+# What a prefix may hold: it starts extended XYZ keys, where whitespace, quotes, '=' and ','
+# end or split a key, ':' splits the Properties of per-atom arrays, a line break ends the
+# header and brackets read as a list.
+_PREFIX_CHARACTERS = re.compile(r"[A-Za-z0-9_.-]*")
+PREFIX_RULE = "ASCII letters, digits, '_', '-' and '.'"
+# Per-atom arrays ASE itself owns: never results, whatever the prefix ('pos', 'mass').
+ASE_ARRAYS = frozenset({"numbers", "positions", "momenta", "masses", "tags",
+                        "initial_magmoms", "initial_charges"})
+# What calculate stores beside the properties, under the same prefix.
+OUTCOME_NAMES = ("calc_failed", "calc_error", "rundir")
+
+
+def check_prefix(prefix: Any, where: str, name: str = "prefix") -> None:
+    """Raise ParameterError unless *prefix* is None or a string that extended XYZ keys can
+    start with (see PREFIX_RULE; the empty string stores ASE's own names: energy, forces).
+
+    Checked before anything runs: ``'x y'`` wrote forces that read back as ``yforces``.
+    """
+    if prefix is None:
+        return
+    if not isinstance(prefix, str):
+        raise ParameterError(f"{where}: {name} must be a string such as 'EMT_', "
+                             f"got {prefix!r}")
+    if not _PREFIX_CHARACTERS.fullmatch(prefix):
+        bad = sorted({c for c in prefix if not _PREFIX_CHARACTERS.fullmatch(c)})
+        raise ParameterError(
+            f"{where}: {name} {prefix!r} contains {', '.join(repr(c) for c in bad)}; it "
+            f"starts the keys of the results in extended XYZ files, so it may hold only "
+            f"{PREFIX_RULE} (e.g. 'DFT_')")
+
+
+def clear_results(atoms: Any, prefix: str) -> None:
+    """Remove from atoms every key under *prefix*, before a new outcome is stored there.
+
+    Under a non-empty prefix is every ``info`` and ``arrays`` key that starts with it
+    (old results, an old ``calc_failed``, keys written by other tools), except ASE's own
+    arrays (``positions``, ``numbers``, ``masses`` ...). Every key starts with the
+    empty prefix: under it are only the names calculate writes, ASE's property names
+    (energy, forces ...) and calc_failed, calc_error, rundir.
+    """
+    if prefix:
+        def under(key: Any) -> bool:
+            return isinstance(key, str) and key.startswith(prefix)
+    else:
+        names = set(known_properties()) | set(OUTCOME_NAMES)
+
+        def under(key: Any) -> bool:
+            return key in names
+    for key in [k for k in atoms.info if under(k)]:
+        del atoms.info[key]
+    for key in [k for k in atoms.arrays if under(k) and k not in ASE_ARRAYS]:
+        del atoms.arrays[key]
 
 
 def calculate_properties(calc: Any, atoms: Any, names: Sequence[str]) -> dict:
@@ -388,7 +447,8 @@ def check_properties(properties: Any, calculator: Any, where: str = "calculate")
                 f"it computes {', '.join(implemented)}")
 
 
-__all__ = ["KNOWN_RESET_INTERVALS", "RESET_ATTRIBUTE", "calculate_properties",
-           "calculator_prefix", "check_call", "check_calculator", "check_properties",
+__all__ = ["ASE_ARRAYS", "KNOWN_RESET_INTERVALS", "OUTCOME_NAMES", "PREFIX_RULE",
+           "RESET_ATTRIBUTE", "calculate_properties", "calculator_prefix", "check_call",
+           "check_calculator", "check_prefix", "check_properties", "clear_results",
            "construct_calculator", "describe_calculator", "implemented_properties",
            "known_properties", "reset_interval", "split_spec"]

@@ -27,6 +27,8 @@ from ase import Atoms, units
 from ..calculators import (
     calculate_properties,
     calculator_prefix,
+    check_prefix,
+    clear_results,
     construct_calculator,
 )
 from ..engine import operation
@@ -181,9 +183,7 @@ def _check_md(params: dict, seed: Optional[int]) -> _MDSettings:
     if stop is not None and not callable(stop):
         raise ParameterError(
             f"md: stop_condition must be a function f(atoms) -> bool, got {stop!r}")
-    prefix = params["results_prefix"]
-    if prefix is not None and not isinstance(prefix, str):
-        raise ParameterError(f"md: results_prefix must be a string, got {prefix!r}")
+    check_prefix(params["results_prefix"], "md", "results_prefix")
 
     needs_rng = integrator == "langevin" or bool(init_t)
     if needs_rng and seed is None:
@@ -235,7 +235,8 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
         A stop keeps the frames before it and stores the configuration that met the
         condition as the last frame, marked info["md_aborted"] = True and
         info["md_stop_reason"] (which condition, e.g. "min_distance < 1.6").
-    results_prefix: prefix of the stored calculator results (default: as calculate).
+    results_prefix: prefix of the stored calculator results (default: as calculate);
+        what the input has under it is not carried into the frames.
     """
     settings = _check_md(dict(integrator=integrator, steps=steps, dt=dt,
                               temperature=temperature, friction=friction,
@@ -253,6 +254,7 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
     calc, prefix, wanted = prepare_calculator(calculator, results_prefix)
 
     work = atoms.copy()
+    clear_results(work, prefix)  # the frames carry this run's results only
     own_constraints = copy.deepcopy(work.constraints)
     _add_dynamics_constraints(work, settings)
     if initial_temperature is not None:

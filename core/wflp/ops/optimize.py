@@ -15,6 +15,7 @@ from typing import Any, Optional, Union
 import numpy as np
 from ase import Atoms, units
 
+from ..calculators import check_prefix, clear_results
 from ..engine import operation
 from ..errors import ParameterError
 from .md import (
@@ -60,9 +61,7 @@ def _check_optimize(params: dict, seed: Optional[int] = None) -> tuple[str, Opti
             f"optimize: keep_trajectory must be False or 'last' (final configuration only), "
             f"'all' (every step), or a whole number N >= 1 (every Nth step plus the final "
             f"one); got {keep!r}")
-    prefix = params["results_prefix"]
-    if prefix is not None and not isinstance(prefix, str):
-        raise ParameterError(f"optimize: results_prefix must be a string, got {prefix!r}")
+    check_prefix(params["results_prefix"], "optimize", "results_prefix")
     extra = params["optimizer_kwargs"]
     if extra is not None and not isinstance(extra, dict):
         raise ParameterError(
@@ -70,7 +69,7 @@ def _check_optimize(params: dict, seed: Optional[int] = None) -> tuple[str, Opti
     return OPTIMIZERS[name.lower()], every
 
 
-@operation("optimize", version="1", check=_check_optimize)
+@operation("optimize", version="2", check=_check_optimize)
 def optimize(atoms: Atoms, calculator: Any, fmax: float = 0.05, steps: int = 1000,
              optimizer: str = "BFGS", variable_cell: bool = False, pressure: float = 0.0,
              keep_trajectory: KeepTrajectory = False, results_prefix: Optional[str] = None,
@@ -83,7 +82,8 @@ def optimize(atoms: Atoms, calculator: Any, fmax: float = 0.05, steps: int = 100
         bounds the cell gradient. pressure: external pressure in GPa for the cell.
     keep_trajectory: False or "last": only the final configuration; "all": every step;
         N: every Nth step (0, N, 2N ...) plus the final one.
-    results_prefix: prefix of the stored calculator results (default: as calculate).
+    results_prefix: prefix of the stored calculator results (default: as calculate);
+        what the input has under it is not carried into the frames.
     """
     opt_name, every = _check_optimize(dict(
         fmax=fmax, steps=steps, optimizer=optimizer, variable_cell=variable_cell,
@@ -96,6 +96,7 @@ def optimize(atoms: Atoms, calculator: Any, fmax: float = 0.05, steps: int = 100
     calc, prefix, wanted = prepare_calculator(calculator, results_prefix)
 
     work = atoms.copy()
+    clear_results(work, prefix)  # the frames carry this run's results only
     work.calc = calc
     target: Any = work
     if variable_cell:
