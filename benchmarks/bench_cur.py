@@ -1,0 +1,90 @@
+"""CUR timings: the deterministic choice on its own, and select_cur file -> file.
+
+    python benchmarks/bench_cur.py                       # both parts
+    python benchmarks/bench_cur.py --skip-files          # the choice only
+    python benchmarks/bench_cur.py --configs 20000       # a smaller file run
+
+Part 1 times ``wflp.ops.selectors.cur`` choosing 130 of 10 000 rows of length 855 (a
+SOAP vector's length for 3 species), on descriptor-like rows (positive, clustered, a
+decaying spectrum) and on Gaussian rows (a flat spectrum, the slowest for Lanczos).
+Part 2 runs ``select_cur`` over an extended-XYZ file of N configurations with
+descriptors in info (reading the rows with 2 worker processes, choosing, writing).
+Targets (issue 17): part 1 <= 2 s on descriptor-like rows, part 2 <= 30 s for 1e5.
+Prints a Markdown table; times are the best of --rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def descriptor_like(n: int, d: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    decay = np.arange(1, d + 1, dtype=float)
+    centres = rng.normal(size=(40, d)) / decay
+    rows = centres[rng.integers(0, 40, size=n)] + 0.3 * rng.normal(size=(n, d)) / decay ** 1.5
+    return rows + 1.0
+
+
+def best_of(rounds: int, func) -> float:
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def write_pool(path: Path, n: int, d: int) -> None:
+    rows = descriptor_like(n, d, seed=1)
+    atoms = "Cu 0.0 0.0 0.0\nCu 1.8 1.8 0.0\nCu 1.8 0.0 1.8\nCu 0.0 1.8 1.8\n"
+    with open(path, "w") as fd:
+        for row in rows:
+            values = " ".join(repr(float(v)) for v in row)
+            fd.write(f'4\nProperties=species:S:1:pos:R:3 soap="{values}"\n{atoms}')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--configs", type=int, default=100_000)
+    parser.add_argument("--file-dim", type=int, default=50, help="descriptor length, part 2")
+    parser.add_argument("--skip-files", action="store_true")
+    args = parser.parse_args()
+
+    from wflp.ops.selectors import cur
+
+    print("| run | rows x length | picks | seconds |")
+    print("| --- | --- | --- | --- |")
+    for kind, rows in (("descriptor-like", descriptor_like(10_000, 855)),
+                       ("gaussian", np.random.default_rng(0).normal(size=(10_000, 855)))):
+        seconds = best_of(args.rounds, lambda rows=rows: cur(rows, 130))
+        print(f"| cur deterministic, {kind} | 10000 x 855 | 130 | {seconds:.2f} |", flush=True)
+    if args.skip_files:
+        return
+
+    from wflp import AutoparaInfo, ConfigSet, OutputSpec
+    from wflp.ops import select_cur
+
+    os.environ.setdefault("WFLP_PROGRESS", "0")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "pool.xyz"
+        write_pool(src, args.configs, args.file_dim)
+        info = AutoparaInfo(num_python_subprocesses=2)
+        for i in range(args.rounds):
+            out = Path(tmp) / f"sel{i}.xyz"
+            start = time.perf_counter()
+            select_cur(ConfigSet(src), OutputSpec(out), n_select=100, autopara_info=info)
+            seconds = time.perf_counter() - start
+            print(f"| select_cur file -> file, 2 processes | {args.configs} x {args.file_dim} "
+                  f"| 100 | {seconds:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
