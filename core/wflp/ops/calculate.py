@@ -11,7 +11,9 @@ from ase import Atoms
 from ..calculators import (
     calculate_properties,
     calculator_prefix,
+    check_prefix,
     check_properties,
+    clear_results,
     construct_calculator,
     reset_interval,
 )
@@ -25,9 +27,7 @@ DEFAULT_PROPERTIES = ("energy", "free_energy", "forces", "stress")
 
 def _check(params: dict, seed: Optional[int]) -> None:
     check_properties(params["properties"], params["calculator"], "calculate")
-    prefix = params["prefix"]
-    if prefix is not None and not isinstance(prefix, str):
-        raise ParameterError(f"calculate: prefix must be a string, got {prefix!r}")
+    check_prefix(params["prefix"], "calculate")
     if not isinstance(params["raise_errors"], bool):
         raise ParameterError(f"calculate: raise_errors must be True or False, got "
                              f"{params['raise_errors']!r}")
@@ -37,7 +37,7 @@ def _block(params: dict) -> int:
     return reset_interval(params["calculator"]) or 1
 
 
-@operation("calculate", version="2", per="chunk", check=_check, block=_block)
+@operation("calculate", version="3", per="chunk", check=_check, block=_block)
 def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
               prefix: Optional[str] = None, raise_errors: bool = False,
               index: Optional[list] = None, block: int = 1) -> list:
@@ -49,14 +49,26 @@ def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
     properties: which to store (default: energy, free_energy, forces, stress,
     whichever the calculator implements; stress only for periodic cells). All of
     them come from one calculation per configuration.
-    prefix: key prefix (default: the registered name, or the class name, + "_").
+    prefix: key prefix (default: the registered name, or the class name, + "_"); ASCII
+    letters, digits, '_', '-' and '.' only, or empty (ASE's own names: energy, forces).
     raise_errors: stop on the first failure instead of marking the configuration
     with <prefix>calc_failed=True and <prefix>calc_error.
+
+    What a configuration carries under the prefix is this run's outcome only: every key
+    under it (see wflp.calculators.clear_results: with a non-empty prefix, every info
+    and arrays key that starts with it, except ASE's own arrays) is removed before the
+    results, or the failure, are stored.
 
     The calculator is reset as often as it declares (see
     wflp.calculators.reset_interval): before each configuration whose index is a
     multiple of *block* (chunks start only there), so that results never depend on
-    which configurations a process evaluated before.
+    which configurations a process evaluated before. A failure leaves no trace on the
+    others: a configuration whose positions or cell are not finite fails without
+    reaching the calculator (EMT with a kept neighbour list gives a number for it), and
+    after any failure the calculator is reset and given again the configurations its
+    block had before, so that the next one finds the state it would have found had the
+    failing one not been there. (A failure could leave EMT's neighbour list half-built,
+    and every configuration after it in its block of 32 failed too.)
     """
     calc = construct_calculator(calculator)
     prefix = calculator_prefix(calculator, calc) if prefix is None else prefix
@@ -68,37 +80,82 @@ def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
     reset = getattr(calc, "reset", None)
     start_item = getattr(calc, "__wflp_item__", None)  # file-based: one run directory per item
     out = []
+    evaluated: list = []  # the configurations since the last reset that did not fail
+    failed = False        # one did fail since then
     for pos, (atoms, i) in enumerate(zip(configs, indices)):
         if not isinstance(atoms, Atoms):
             raise TypeError(f"calculate takes Atoms, got {type(atoms).__name__}")
-        if every and (pos == 0 or i % every == 0) and callable(reset):
-            reset()
+        if every and (pos == 0 or i % every == 0):
+            if callable(reset):
+                reset()
+            evaluated, failed = [], False
+        elif failed:
+            _restore(calc, reset, evaluated, wanted)
+            failed = False
         if callable(start_item):
             start_item(i)
         with item_time_limit(i):
-            _evaluate(atoms, calc, wanted, prefix, raise_errors)
+            ok = _evaluate(atoms, calc, wanted, prefix, raise_errors)
+        if not ok:
+            failed = True
+        elif every > 1:
+            evaluated.append(atoms)
         out.append(atoms)
     return out
 
 
-def _evaluate(atoms: Atoms, calc, wanted: list, prefix: str, raise_errors: bool) -> None:
+def _names(atoms: Atoms, wanted: list) -> list:
     periodic = bool(np.all(atoms.pbc))
-    names = [p for p in wanted if p != "stress" or periodic]
+    return [p for p in wanted if p != "stress" or periodic]
+
+
+def _restore(calc, reset, evaluated: list, wanted: list) -> None:
+    """After a failure: reset calc, then evaluate again (results unused) what it evaluated
+    since its last reset, which brings back the state those left (EMT's neighbour list).
+    A calculator that is never reset (interval 0) declares that its state does not
+    matter, so a reset is enough; one reset before every configuration has nothing to
+    give again."""
+    if not callable(reset):
+        return
+    reset()
+    for atoms in evaluated:
+        calculate_properties(calc, atoms.copy(), _names(atoms, wanted))
+
+
+def _evaluate(atoms: Atoms, calc, wanted: list, prefix: str, raise_errors: bool) -> bool:
+    """Calculate atoms and store the outcome under prefix; False if it failed."""
+    names = _names(atoms, wanted)
     atoms.calc = calc
     try:
+        _check_finite(atoms)
         values = calculate_properties(calc, atoms, names)
+        failure = None
     except Exception as err:
         if raise_errors:
             raise
         log.warning("calculate: %s failed on a configuration: %s: %s",
                     type(calc).__name__, type(err).__name__, err)
-        atoms.info[f"{prefix}calc_failed"] = True
-        atoms.info[f"{prefix}calc_error"] = _one_line(f"{type(err).__name__}: {err}")
-        return
+        values, failure = {}, _one_line(f"{type(err).__name__}: {err}")
     finally:
         atoms.calc = None
-        _store_rundir(atoms, calc, prefix)
+    clear_results(atoms, prefix)
+    _store_rundir(atoms, calc, prefix)
+    if failure is not None:
+        atoms.info[f"{prefix}calc_failed"] = True
+        atoms.info[f"{prefix}calc_error"] = failure
+        return False
     store_results(atoms, values, prefix)
+    return True
+
+
+def _check_finite(atoms: Atoms) -> None:
+    if not np.all(np.isfinite(atoms.positions)):
+        bad = np.flatnonzero(~np.all(np.isfinite(atoms.positions), axis=1))
+        raise ValueError(f"positions are not finite (NaN or inf) for atom"
+                         f"{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:5]))}"
+                         f"{' ...' if len(bad) > 5 else ''}")
+    if not np.all(np.isfinite(atoms.cell.array)):
+        raise ValueError("the cell is not finite (NaN or inf)")
 
 
 def _store_rundir(atoms: Atoms, calc, prefix: str) -> None:
