@@ -208,7 +208,7 @@ def test_records_show(tmp_path, configs):
     result = invoke("records", "show", str(out))
     assert result.exit_code == 0, result.stderr
     text = result.stdout
-    assert "operation:   calculate v2" in text
+    assert f"operation:   calculate v{calculate.version}" in text
     assert "  operation: wflp " + wflp.__version__ in text
     assert "  calculator: wflp " + wflp.__version__ in text  # emt is registered by wflp
     assert '"registered": "emt"' in text
@@ -312,7 +312,8 @@ def test_run_unknown_name_lists_what_is_available(tmp_path, configs, builtins_on
                     str(tmp_path / "o.xyz"))
     assert result.exit_code == 2
     assert "select_by_magic" in result.stderr
-    assert "available selectors: select_by_bool, select_by_index" in result.stderr
+    assert "available selectors: select_by_bool, " in result.stderr
+    assert "select_by_index" in result.stderr
     unknown_kind = invoke("run", "executor", "x", "-i", str(configs), "-o",
                           str(tmp_path / "o.xyz"))
     assert unknown_kind.exit_code == 2 and "cannot be run as a step" in unknown_kind.stderr

@@ -3,6 +3,7 @@
 import json
 import logging
 
+import ase
 import ase.io
 import pytest
 from ase.calculators.emt import EMT
@@ -10,7 +11,7 @@ from helpers import rattled_cu
 from wflp import ConfigSet, OutputSpec, operation
 from wflp.errors import OutputError, RecordMismatchError
 from wflp.ops import calculate
-from wflp.records import record_path
+from wflp.records import record_path, sha256_file
 
 
 @pytest.fixture
@@ -37,25 +38,31 @@ def test_record_describes_the_computation(tmp_path):
               calculator=EMT(), prefix="E_")
     rec = json.loads(record_path(tmp_path / "out.xyz").read_text())
     assert rec["kind"] == "operation"
-    assert rec["name"] == "calculate" and rec["version"] == "2"
+    assert rec["name"] == "calculate" and rec["version"] == calculate.version
     assert rec["providers"]["operation"]["distribution"] == "wflp"
     assert rec["providers"]["calculator"]["distribution"] == "ase"
     assert rec["providers"]["executor"] == {"name": "serial", "distribution": "wflp",
                                             "version": rec["run"]["wflp_version"]}
     calc = rec["parameters"]["calculator"]
     assert calc["calculator"] == "ase.calculators.emt.EMT"
-    assert calc["distribution"] == "ase" and calc["version"]
+    # ASE's version is a fact, not part of what decides reuse
+    assert calc["distribution"] == "ase" and "version" not in calc
+    assert "provider" not in calc
+    assert rec["facts"]["versions"]["ase"] == ase.__version__
+    assert rec["code"] == {"callable": "wflp.ops.calculate.calculate", "distribution": "wflp"}
     assert rec["parameters"]["prefix"] == "E_"
     assert rec["outputs"] == [{"file": "out.xyz", "configs": 3,
                                "sha256": rec["outputs"][0]["sha256"]}]
     assert len(rec["outputs"][0]["sha256"]) == 64
     assert rec["layout"] == {"outputs": ["out.xyz"], "split": "one file"}
     assert rec["output"] == {"format": "extxyz", "write_kwargs": {}}
-    assert rec["inputs"]["files"] == [str(tmp_path / "in.xyz")]
+    assert rec["inputs"]["files"] == ["in.xyz"]  # relative to the record's folder
+    assert rec["inputs"]["file_sha256"] == [{"file": "in.xyz",
+                                             "sha256": sha256_file(tmp_path / "in.xyz")}]
     assert rec["engine"] == {"block": 32}  # EMT is reset every 32 configurations
     for key in ("started", "finished", "host", "wflp_version"):
         assert rec["run"][key]
-    assert rec["inputs"]["sha256"] and rec["parameters_sha256"]
+    assert rec["inputs"]["sha256"] and rec["identity_sha256"] and rec["record_format"] == 3
 
 
 def test_matching_rerun_reuses_without_computing(tmp_path, counted):

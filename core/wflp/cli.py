@@ -234,99 +234,12 @@ def _plugin_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# -- records show -------------------------------------------------------------------------------
+# -- records and lineage ----------------------------------------------------------------------
 
-@cli.group("records")
-def records_group() -> None:
-    """Inspect the records that say what made an output."""
+from .records.cli import lineage_command, records_group  # noqa: E402  (light: click only)
 
-
-@records_group.command("show")
-@click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the raw record (JSON).")
-def records_show(output: str, as_json: bool) -> None:
-    """Show what made OUTPUT (a file written by a wflp operation)."""
-    from .errors import InputError
-    from .records import RECORD_SUFFIX, read_json, read_record, record_path, sha256_file
-
-    path = output[: -len(RECORD_SUFFIX)] if output.endswith(RECORD_SUFFIX) else output
-    rec_path = record_path(path)
-    if not os.path.exists(path) and not rec_path.exists():
-        raise InputError(f"output {path!r} does not exist; give the path of a file that a "
-                         "wflp operation wrote")
-    if as_json:
-        data = read_json(rec_path)
-        if data is None:
-            raise InputError(f"{path!r} has no wflp record ({rec_path.name} is missing)")
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
-        return
-    record = read_record(rec_path)
-    if record is None:
-        raise InputError(f"{path!r} has no wflp record ({rec_path.name} is missing), so what "
-                         "made it is unknown; only outputs written by wflp operations have one")
-    state = "missing"
-    if os.path.exists(path):
-        entry = record.output_entry(path)
-        ok = entry is not None and entry.get("sha256") == sha256_file(path)
-        state = "matches its record" if ok else "MODIFIED since wflp wrote it"
-    click.echo(_format_record(path, record, state))
-
-
-def _format_record(path: str, record: Any, state: str) -> str:
-    def js(value: Any) -> str:
-        return json.dumps(value, sort_keys=True)
-
-    def who(provider: Any) -> str:
-        if not isinstance(provider, dict):
-            return "?"
-        if provider.get("distribution"):
-            return f"{provider['distribution']} {provider.get('version') or ''}".strip()
-        return f"module {provider.get('module', '?')} (not installed)"
-
-    code = record.code
-    if code.get("distribution"):
-        origin = f"{code['distribution']} {code.get('version') or ''}".strip()
-        if code.get("editable"):
-            origin += f" (editable, source sha256 {code.get('source_sha256')})"
-    else:
-        origin = f"{code.get('callable')} (source sha256 {code.get('source_sha256')})"
-    inputs = record.inputs
-    count = inputs.get("count")
-    run = record.run
-    lines = [
-        f"output:      {path} ({state})",
-        f"{record.kind + ':':<13}{record.name} v{record.version} ({code.get('callable')})",
-        f"code:        {origin}",
-        "providers:",
-    ]
-    for key, provider in sorted(record.providers.items()):
-        name = f" {provider.get('name')}" if isinstance(provider, dict) and \
-            provider.get("name") else ""
-        lines.append(f"  {key}:{name} {who(provider)}")
-    lines.append("parameters:" + ("" if record.parameters else "  (none)"))
-    for key, value in sorted((record.parameters or {}).items()):
-        lines.append(f"  {key} = {js(value)}")
-    counted = f" ({count} configs)" if count is not None else ""
-    lines.append(f"inputs:      sha256 {inputs.get('sha256')}{counted}")
-    for f in inputs.get("files") or []:
-        lines.append(f"  {f}")
-    lines.append(f"layout:      {record.layout.get('split')}")
-    lines.append("outputs:")
-    for o in record.outputs:
-        lines.append(f"  {_rel(o.get('file'))}: {o.get('configs')} configs, "
-                     f"sha256 {o.get('sha256')}")
-    if record.opaque:
-        lines.append("not described by content:")
-        for note in record.opaque:
-            lines.append(f"  {note.get('where')}: {note.get('type')}, {note.get('how')}")
-    lines += [
-        f"format:      {record.output.get('format')}",
-        f"started:     {run.get('started')}",
-        f"finished:    {run.get('finished')}",
-        f"host:        {run.get('host')} (python {run.get('python')}, pid {run.get('pid')}, "
-        f"wflp {run.get('wflp_version')})",
-    ]
-    return "\n".join(lines)
+cli.add_command(records_group)
+cli.add_command(lineage_command)
 
 
 # -- run ----------------------------------------------------------------------------------

@@ -447,6 +447,10 @@ class OutputSpec:
     overwrite=True replaces an output whose record differs from this run.
     if_locked: what a run does when another run is writing the same output:
     "wait" (the default, logging who holds it) or "fail" at once.
+    reuse: "identity" (the default, or $WFLP_REUSE, or AutoparaInfo(reuse=...)): an
+    existing output is reused when what decides its result matches, even if it was
+    made under other versions of ASE, wflp or plugins (which the log and the record's
+    history then say); "strict": those versions must match too.
 
     The format (from the name, or format=) must be one ase.io can both write and
     read back, holding many configurations per file, that wflp can assemble from
@@ -459,7 +463,8 @@ class OutputSpec:
 
     def __init__(self, files: PathLike | Sequence[PathLike] | None = None,
                  format: str | None = None, write_kwargs: dict | None = None,
-                 overwrite: bool = False, if_locked: str = "wait"):
+                 overwrite: bool = False, if_locked: str = "wait",
+                 reuse: str | None = None):
         self.one_per_group = isinstance(files, (list, tuple))
         if files is None:
             self.files: list[Path] = []
@@ -483,6 +488,10 @@ class OutputSpec:
             raise ParameterError(f"OutputSpec if_locked must be 'wait' or 'fail', got "
                                  f"{if_locked!r}")
         self.if_locked = if_locked
+        if reuse not in (None, "identity", "strict"):
+            raise ParameterError(f"OutputSpec reuse must be 'identity' or 'strict', got "
+                                 f"{reuse!r}")
+        self.reuse = reuse
 
     @property
     def is_in_memory(self) -> bool:

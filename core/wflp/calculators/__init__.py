@@ -251,9 +251,11 @@ def describe_calculator(calculator: Any, describer: Any) -> Any:
         factory = spec.load()
         desc = {"registered": spec.name,
                 "provider": {"distribution": owner.distribution, "version": owner.version},
-                "factory": describer.callable(factory, f"{where}.factory"),
+                "factory": describer.callable(factory, f"{where}.factory", declared=True),
                 "args": describer.describe(list(args), f"{where}.args"),
                 "kwargs": describer.describe(kwargs, f"{where}.kwargs")}
+        if str(spec.result_version) != "1":
+            desc["result_version"] = str(spec.result_version)
     else:
         factory = ctor
         desc = {"constructor": describer.callable(ctor, f"{where}.constructor"),
@@ -273,8 +275,8 @@ def _with_provenance(desc: dict, calculator: Any, factory: Any, describer: Any,
     if not inspect.isclass(factory) or not callable(getattr(factory, PROTOCOL, None)):
         return desc
     calc = construct_calculator(calculator)
-    return {**desc, "provenance": describer.describe(getattr(calc, PROTOCOL)(),
-                                                     f"{where}.provenance")}
+    return {**desc, "provenance": describer.provenance(getattr(calc, PROTOCOL)(),
+                                                       f"{where}.provenance")}
 
 
 # -- checking -------------------------------------------------------------------------------

@@ -598,9 +598,10 @@ class FileCalculator(BaseCalculator):
     # -- provenance -----------------------------------------------------------------------------
     def __wflp_provenance__(self) -> dict:
         """What records describe this calculator by (see wflp.records.describe)."""
-        return {"code": self.code, "version": self.version(), "command": self.command,
+        return {"code": self.code, "command": self.command,
                 "command_gamma": self.command_gamma, "env": dict(self.env),
-                "parameters": dict(self.parameters), "files": self.input_files()}
+                "parameters": dict(self.parameters), "files": self.input_files(),
+                "facts": {"program_version": self.version()}}
 
     # -- items and run directories -------------------------------------------------------------
     def __wflp_item__(self, index: int) -> None:

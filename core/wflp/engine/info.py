@@ -12,6 +12,8 @@ from ..errors import ParameterError
 
 ENV_NUM_PROCESSES = "WFLP_NUM_PYTHON_SUBPROCESSES"
 ENV_PROGRESS = "WFLP_PROGRESS"
+ENV_REUSE = "WFLP_REUSE"
+REUSE_MODES = ("identity", "strict")
 
 
 @dataclasses.dataclass
@@ -44,6 +46,10 @@ class AutoparaInfo:
     remote_info: a wflp.RemoteInfo: run as queued jobs of a fixed number of inputs
         on a configured system; num_python_subprocesses is then the pool inside each
         job (default: the job's num_cores).
+    reuse: when an existing output is reused: "identity" (default, or $WFLP_REUSE)
+        when what decides its result matches, whatever versions of ASE, wflp and
+        plugins made it; "strict" only when those versions match too. An
+        OutputSpec(reuse=...) takes precedence.
     """
 
     num_python_subprocesses: Optional[int] = None
@@ -55,6 +61,7 @@ class AutoparaInfo:
     progress: Optional[bool] = None
     executor: Optional[str] = None
     remote_info: Any = None
+    reuse: Optional[str] = None
 
     def resolved(self) -> AutoparaInfo:
         """A copy with defaults filled in and values checked."""
@@ -90,7 +97,16 @@ class AutoparaInfo:
                 raise ParameterError(f"AutoparaInfo.remote_info must be a wflp.RemoteInfo, got "
                                      f"{type(self.remote_info).__name__}")
             check()
-        return dataclasses.replace(self, num_python_subprocesses=int(nproc))
+        reuse = self.reuse
+        if reuse is None:
+            reuse = os.environ.get(ENV_REUSE, "").strip() or "identity"
+            if reuse not in REUSE_MODES:
+                raise ParameterError(f"${ENV_REUSE}={reuse!r}: set it to 'identity' or "
+                                     "'strict', or unset it")
+        elif reuse not in REUSE_MODES:
+            raise ParameterError(f"AutoparaInfo.reuse must be 'identity' or 'strict', got "
+                                 f"{reuse!r}")
+        return dataclasses.replace(self, num_python_subprocesses=int(nproc), reuse=reuse)
 
     def show_progress(self) -> bool:
         if self.progress is not None:
@@ -107,4 +123,12 @@ def _check_positive(name: str, value: Any) -> None:
         raise ParameterError(f"AutoparaInfo.{name} must be a whole number >= 1, got {value!r}")
 
 
-__all__ = ["ENV_NUM_PROCESSES", "ENV_PROGRESS", "AutoparaInfo"]
+def reuse_mode(outputs: Any, info: Optional[AutoparaInfo]) -> str:
+    """The reuse mode of a run: the OutputSpec's, else the (resolved) AutoparaInfo's."""
+    mode = getattr(outputs, "reuse", None)
+    if mode is None:
+        mode = (info or AutoparaInfo()).resolved().reuse
+    return mode or "identity"
+
+
+__all__ = ["ENV_NUM_PROCESSES", "ENV_PROGRESS", "ENV_REUSE", "AutoparaInfo", "reuse_mode"]

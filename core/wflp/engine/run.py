@@ -32,7 +32,7 @@ from ..records import (
 )
 from ..records.describe import log_opaque
 from .chunks import ChunkResult, ChunkSizer, ChunkTask, plan_chunks
-from .info import AutoparaInfo
+from .info import AutoparaInfo, reuse_mode
 from .stage import Stage, write_chunk
 from .worker import Payload, RunContext, remember_payload
 
@@ -159,7 +159,8 @@ class _Run:
     # -- to files -----------------------------------------------------------------------------
     def to_files(self) -> ConfigSet:
         outputs, label = self.outputs, self.op.name
-        store = OutputStore(outputs.files, outputs.overwrite, outputs.if_locked, label)
+        store = OutputStore(outputs.files, outputs.overwrite, outputs.if_locked, label,
+                            reuse=reuse_mode(outputs, self.info))
         with store.lock():
             fingerprint = fingerprint_configset(self.inputs)
             record = self.record(fingerprint)
@@ -218,9 +219,7 @@ class _Run:
             desc = (hook(value, describer) if hook is not None
                     else describer.describe(value, f"parameters.{key}"))
             parameters[key] = desc
-            if isinstance(desc, dict) and isinstance(desc.get("provider"), dict):
-                providers[key] = desc["provider"]
-        code = describer.callable(self.op.func, "operation")
+        code = describer.callable(self.op.func, "operation", declared=True)
         try:
             from ..plugins import get_plugin_manager
 

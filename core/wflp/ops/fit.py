@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..errors import OutputError, ParameterError, RecordError, WflpError
+from ..records.query import MODEL_RECORD  # the model folder's record
 
 log = logging.getLogger("wflp")
 
-MODEL_RECORD = "record.json"
 TRAINING_FILE = "training.xyz"
 
 
@@ -172,7 +172,7 @@ def fit(training: Any, output: OutputModel, fitter: str, params: Optional[dict] 
     num_cores) is given to fitters that take ``cores``.
     """
     from ..configset import ConfigSet
-    from ..engine.info import AutoparaInfo
+    from ..engine.info import AutoparaInfo, reuse_mode
     from ..plugins import get_fitter, get_plugin_manager
     from ..records import (
         Describer,
@@ -185,6 +185,7 @@ def fit(training: Any, output: OutputModel, fitter: str, params: Optional[dict] 
         sha256_file,
     )
     from ..records.describe import log_opaque
+    from ..records.record import inputs_entry
 
     if not isinstance(output, OutputModel):
         raise ParameterError(f"fit: output must be an OutputModel('folder'), got "
@@ -203,27 +204,28 @@ def fit(training: Any, output: OutputModel, fitter: str, params: Optional[dict] 
                           "another name")
     owner = get_plugin_manager().provider("fitters", spec.name)
     describer = Describer()
-    code = describer.callable(func, "fitter")
+    code = describer.callable(func, "fitter", declared=True)
     programs = getattr(func, "__wflp_provenance__", None)
-    if callable(programs):  # the fitting program's version: a new one makes a new model
-        code["provenance"] = describer.describe(programs(), "fitter.provenance")
+    if callable(programs):  # the fitting program's version, found at run time: a fact
+        describer.facts["programs"]["fitter.provenance"] = describer.describe(
+            programs(), "fitter.provenance")
     record = Record(
-        kind="fit", name=spec.name, version=str(owner.version or ""),
+        kind="fit", name=spec.name, version=str(spec.result_version),
         code=code,
         parameters={"params": describer.describe(params, "parameters.params"), "seed": seed},
         inputs={}, layout={"outputs": [str(target)], "split": "model folder"},
         output={"format": "model"},
         providers={"fitter": {"distribution": owner.distribution, "version": owner.version}},
-        opaque=describer.opaque)
+        opaque=describer.opaque, facts=describer.facts)
     log_opaque(f"fit {spec.name}", describer.opaque)
     lock = OutputLock(target, output.if_locked, f"fit {spec.name}")
     lock.acquire()
     try:
         fingerprint = fingerprint_configset(inputs)
-        record.inputs = {"sha256": fingerprint.hexdigest(), "count": fingerprint.count,
-                         "files": [str(f) for f in inputs.files]}
+        record.inputs = inputs_entry(fingerprint)
         _remove_leftovers(target)
-        existing = _existing(target, record, output.overwrite, read_json, sha256_file)
+        existing = _existing(target, record, output.overwrite, read_json, sha256_file,
+                             reuse_mode(output, info))
         if existing is not None:
             log.info("fit %s: reusing the model in %s (its record matches)", spec.name, target)
             return existing
@@ -468,8 +470,9 @@ def _plain(kwargs: dict) -> dict:
 
 
 def _existing(target: Path, record: Any, overwrite: bool, read_json: Any,
-              sha256_file: Any) -> Optional[FittedModel]:
+              sha256_file: Any, reuse: str = "identity") -> Optional[FittedModel]:
     from ..records import Record, mismatch_error
+    from ..records.store import note_reuse
 
     if not target.exists():
         return None
@@ -486,7 +489,7 @@ def _existing(target: Path, record: Any, overwrite: bool, read_json: Any,
         if overwrite:
             return None
         raise
-    diff = old.differences(record)
+    diff = old.differences(record, strict=reuse == "strict")
     if diff:
         if overwrite:
             log.info("fit: replacing the model in %s (overwrite=True): %s", target,
@@ -501,6 +504,8 @@ def _existing(target: Path, record: Any, overwrite: bool, read_json: Any,
             raise OutputError(f"the model file {str(path)!r} is missing or was modified after "
                               "wflp wrote it; delete the model folder or pass "
                               "OutputModel(..., overwrite=True)")
+    note_reuse(old, record, target, f"fit {record.name}", record_file=target / MODEL_RECORD,
+               extra={"model": data.get("model")})
     return FittedModel.load(target)
 
 

@@ -47,6 +47,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..engine.info import reuse_mode
 from ..engine.operation import Operation
 from ..errors import (
     InputError,
@@ -363,7 +364,8 @@ class _SelectionRun:
         )
 
         outputs, label = self.outputs, self.label
-        store = OutputStore(outputs.files, outputs.overwrite, outputs.if_locked, label)
+        store = OutputStore(outputs.files, outputs.overwrite, outputs.if_locked, label,
+                            reuse=reuse_mode(outputs, self.info))
         with store.lock():
             fingerprint = fingerprint_configset(self.inputs)
             record = self.record(fingerprint)
@@ -435,7 +437,7 @@ class _SelectionRun:
             hook = sel.describe.get(key)
             parameters[key] = (hook(value, describer) if hook is not None
                                else describer.describe(value, f"parameters.{key}"))
-        code = describer.callable(sel.func, "operation")
+        code = describer.callable(sel.func, "operation", declared=True)
         code["read"] = describer.callable(sel.read, "read")
         name = executor_name(self.info)
         providers: dict[str, Any] = {"operation": provider_of(sel.func.__module__),

@@ -112,12 +112,17 @@ class CalculatorSpec(_Spec):
     previous configurations of the same block of N only in the last bits, the same
     in every run); 0 never (its results do not depend on what it computed before).
     See wflp.calculators.reset_interval.
+    result_version: the version of what the calculator computes, as its author declares
+    it (default "1"): bump it when a change to the plugin changes its results. Records
+    compare it, not the plugin's distribution version, so upgrading the plugin does not
+    discard its outputs.
     """
 
     factory: Target = None  # type: ignore[assignment]
     properties: tuple = ("energy", "forces")
     picklable: bool = False
     reset_interval: int = 1
+    result_version: str = "1"
     kind = "calculators"
     target_field = "factory"
 
@@ -164,11 +169,15 @@ class FitterSpec(_Spec):
     calculator: name of the registered calculator that evaluates the fitted model.
     model_argument: the keyword of that calculator's factory that takes the model's
     main file (no guessing whether it is positional or which keyword).
+    result_version: the version of what the fitter computes, as its author declares it
+    (default "1"): bump it when a change to the plugin changes the models it fits. A
+    model's record compares it, not the plugin's distribution version.
     """
 
     fit: Target = None  # type: ignore[assignment]
     calculator: str = ""
     model_argument: str = "model"
+    result_version: str = "1"
     kind = "fitters"
     target_field = "fit"
 

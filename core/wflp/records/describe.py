@@ -7,7 +7,13 @@ that changes without changing the results:
 - plain values, containers and arrays by value (large arrays by digest);
 - ``Atoms`` by a digest of their content;
 - installed code (functions, classes, modules of a distribution installed
-  normally) by distribution name and version; the standard library by name;
+  normally) by distribution name; the distribution's *version* is a fact (see
+  :attr:`Describer.facts`), kept in the record but not deciding reuse, since an
+  upgrade of ASE or wflp does not change what a computation means; the standard
+  library by name;
+- code whose author declares a version (an operation's ``version``, a registered
+  calculator's or fitter's ``result_version``) by its name and that declaration;
+  its source, when installed in editable mode, is a fact;
 - the user's own code (the script, modules beside it, editable installs) by a
   digest of its source, its default arguments, and a description of every value
   it reads from outside its body: closure cells, globals, attributes reached
@@ -16,8 +22,11 @@ that changes without changing the results:
 - ASE calculators by class, parameters, and the attributes that configure them
   outside ``.parameters`` (composites such as SumCalculator included);
 - anything with a ``__wflp_provenance__()`` method by what that method returns
-  (the provenance protocol: file-based calculators use it to add code versions
-  and digests of pseudopotentials);
+  (the provenance protocol: file-based calculators use it to add digests of
+  pseudopotentials); a ``"facts"`` entry of what it returns (a program's version
+  found at run time) is kept as a fact;
+- the environment variables a user's function reads by name (``os.environ["X"]``,
+  ``os.environ.get("X")``, ``os.getenv("X")``) by a digest of their values;
 - objects wflp cannot describe (opaque objects) by a digest of their pickled
   state, noted in :attr:`Describer.opaque` so that records and logs say so.
 """
@@ -63,6 +72,13 @@ CALCULATOR_BOOKKEEPING = frozenset({
 ASE_CALCULATOR_ATTRIBUTES = ("mixer", "calcs", "weights", "calc1", "calc2", "weight1",
                              "weight2", "command", "profile")
 
+# attributes of objects that are derived from others (ASE's Mixer builds its
+# implemented_properties from a set, so their order follows hash randomisation)
+DERIVED_ATTRIBUTES = frozenset({"implemented_properties"})
+# a calculator class (or instance) attribute declaring the version of what it computes;
+# bump it when a change to the code changes the results (default "1")
+RESULT_VERSION = "wflp_result_version"
+
 _logged_opaque: set = set()
 
 
@@ -89,7 +105,19 @@ class Describer:
 
     def __init__(self) -> None:
         self.opaque: list[dict] = []
+        # what was found but does not decide reuse (unless reuse="strict"): versions of
+        # installed distributions, editable sources of declared code, program versions
+        self.facts: dict[str, dict] = {"versions": {}, "sources": {}, "programs": {}}
         self._active: set[int] = set()  # ids on the current path: cycles end there
+
+    def _installed(self, code: dict) -> dict:
+        """An installed-code description without its version, which becomes a fact."""
+        out = dict(code)
+        version = out.pop("version", None)
+        name = out.get("distribution")
+        if name:
+            self.facts["versions"][name] = version
+        return out
 
     # -- entry point ------------------------------------------------------------------------
     def describe(self, obj: Any, where: str = "", depth: int = 0) -> Any:
@@ -145,7 +173,7 @@ class Describer:
             return {"atoms_sha256": atoms_digest(obj)}
         if not isinstance(obj, type) and callable(getattr(obj, PROTOCOL, None)):
             return {"object": _qualname(obj),
-                    "provenance": self.describe(getattr(obj, PROTOCOL)(), where, depth + 1)}
+                    "provenance": self.provenance(getattr(obj, PROTOCOL)(), where, depth + 1)}
         if _is_calculator(obj):
             return self.calculator(obj, where, depth)
         if isinstance(obj, types.ModuleType):
@@ -166,6 +194,17 @@ class Describer:
                 return {"object": _qualname(obj), "state": self.describe(state, where, depth + 1)}
         return self._object(obj, where, depth)
 
+    def provenance(self, value: Any, where: str = "", depth: int = 0) -> Any:
+        """What a ``__wflp_provenance__()`` returned: its ``"facts"`` entry (a program's
+        version found at run time) is kept as a fact, the rest is described."""
+        if isinstance(value, dict) and "facts" in value:
+            value = dict(value)
+            facts = value.pop("facts")
+            if facts:
+                self.facts["programs"][where.lstrip(".") or "provenance"] = self.describe(
+                    facts, where, depth + 1)
+        return self.describe(value, where, depth)
+
     # -- objects ----------------------------------------------------------------------------
     def _object(self, obj: Any, where: str, depth: int) -> Any:
         """Objects by their attributes when those are all there is to them (plain Python
@@ -179,7 +218,8 @@ class Describer:
             desc = {"object": _qualname(obj)}
             if user_code:
                 desc["class"] = self.callable(cls, where, depth + 1)
-            desc["state"] = self.describe(dict(state), where, depth + 1)
+            desc["state"] = self.describe(
+                {k: v for k, v in state.items() if k not in DERIVED_ATTRIBUTES}, where, depth + 1)
             return desc
         return self._opaque(obj, where)
 
@@ -206,7 +246,7 @@ class Describer:
     def module(self, mod: types.ModuleType) -> dict:
         name = mod.__name__
         code = installed_code(name)
-        desc: dict[str, Any] = {"module": name, **(code or {})}
+        desc: dict[str, Any] = {"module": name, **self._installed(code or {})}
         if code is not None and not code.get("editable"):
             return desc
         path = getattr(mod, "__file__", None)
@@ -215,8 +255,14 @@ class Describer:
                 desc["source_sha256"] = sha256_bytes(fd.read())[:16]
         return desc
 
-    def callable(self, func: Any, where: str = "", depth: int = 0) -> dict:
-        """Describe a function, method, class or partial (see the module docstring)."""
+    def callable(self, func: Any, where: str = "", depth: int = 0,
+                 declared: bool = False) -> dict:
+        """Describe a function, method, class or partial (see the module docstring).
+
+        declared: its author declares a version for what it computes (an operation, a
+        registered calculator or fitter); installed in editable mode, its source is then a
+        fact instead of deciding reuse.
+        """
         if isinstance(func, functools.partial):
             return {"partial": self.callable(func.func, where, depth + 1),
                     "args": self.describe(list(func.args), f"{where}.args", depth + 1),
@@ -230,10 +276,14 @@ class Describer:
         desc: dict[str, Any] = {"callable": f"{module}.{qualname}"}
         code = installed_code(module) if module else {"builtin": True}
         if code is not None:
-            desc.update(code)
+            desc.update(self._installed(code))
             if code.get("editable"):  # its version does not follow edits: add its source
                 digest = _source_digest(target)
-                if digest:
+                if declared:
+                    desc.pop("editable")
+                    if digest:
+                        self.facts["sources"][desc["callable"]] = digest
+                elif digest:
                     desc["source_sha256"] = digest
             return desc
         digest = _source_digest(target)
@@ -270,6 +320,16 @@ class Describer:
                 closure[name] = _UNBOUND
         out: dict[str, Any] = {}
         for kind, root, attrs in sorted(_references(code, frozenset(code.co_freevars))):
+            if kind == "env":
+                if root == "*":
+                    self._note(f"{where}.uses[env]", f"{func.__module__}.{func.__qualname__}",
+                               "reads environment variables by names wflp cannot see; "
+                               "their values are not part of the record (pass them as "
+                               "parameters, or read them by literal names)")
+                    out["env:*"] = "<names not known>"
+                else:
+                    out[f"env:{root}"] = _environment_value(root)
+                continue
             if kind == "nonlocal":
                 obj = closure.get(root, _UNBOUND)
             elif kind == "import":
@@ -295,11 +355,14 @@ class Describer:
         desc: dict[str, Any] = {"calculator": f"{cls.__module__}.{cls.__qualname__}"}
         code = installed_code(cls.__module__)
         if code is not None and not code.get("editable"):
-            desc.update(code)
+            desc.update(self._installed(code))
         else:
             desc["class"] = self.callable(cls, f"{where}.class", depth + 1)
         params = getattr(calc, "parameters", None) or {}
         desc["parameters"] = self.describe(dict(params), f"{where}.parameters", depth + 1)
+        declared = getattr(calc, RESULT_VERSION, None)
+        if declared is not None and str(declared) != "1":
+            desc["result_version"] = str(declared)
         attributes = calculator_attributes(calc)
         if attributes:
             desc["attributes"] = {k: self.describe(v, f"{where}.{k}", depth + 1)
@@ -323,6 +386,8 @@ _STATELESS = frozenset({"_thread.lock", "_thread.RLock", "threading.Event", "thr
 
 
 def _quiet_description(obj: Any, name: str) -> Optional[dict]:
+    if obj is os.environ:  # the variables read are described by name (see _reads)
+        return {"object": "os.environ"}
     if isinstance(obj, logging.Logger):
         return {"logger": obj.name}
     if isinstance(obj, re.Pattern):
@@ -433,12 +498,23 @@ def _references(code: types.CodeType, outside: frozenset) -> frozenset:
                 found.add((chain[0], chain[1], tuple(chain[2:])))
                 chain = None
 
+        environ: Optional[bool] = None  # after os.environ / os.getenv: the name read next
         for ins in dis.get_instructions(c):
             name = ins.opname
             if name in _ATTRS and chain is not None and isinstance(ins.argval, str):
                 chain.append(ins.argval)
                 continue
+            if chain is not None and _reads_environment(chain):
+                environ = True
             flush()
+            if environ is not None:
+                if name in ("PUSH_NULL", "PRECALL", "CACHE", "NOP"):
+                    continue
+                if name == "LOAD_CONST" and isinstance(ins.argval, str):
+                    found.add(("env", ins.argval, ()))
+                else:
+                    found.add(("env", "*", ()))
+                environ = None
             kind = _LOADS.get(name)
             if kind == "nonlocal" and ins.argval not in outside:
                 continue  # a cell of an enclosing function in this code: a local
@@ -453,6 +529,24 @@ def _references(code: types.CodeType, outside: frozenset) -> frozenset:
 
     visit(code)
     return frozenset(found)
+
+
+def _reads_environment(chain: list) -> bool:
+    """True for os.environ, os.environ.get, os.getenv (and the names imported from os)."""
+    kind, root, attrs = chain[0], chain[1], chain[2:]
+    if kind not in ("global", "import"):
+        return False
+    path = [root, *attrs]
+    if path[0] in ("environ", "getenv") and kind == "global":
+        path = ["os", *path]
+    return path[:2] in (["os", "environ"], ["os", "getenv"]) and \
+        (len(path) == 2 or path[2:] in (["get"], ["__getitem__"]))
+
+
+def _environment_value(name: str) -> Any:
+    """A digest of an environment variable's value (values may be secrets)."""
+    value = os.environ.get(name)
+    return None if value is None else {"env_sha256": sha256_bytes(value.encode())[:16]}
 
 
 def _import(name: str) -> Any:
@@ -487,9 +581,10 @@ def _follow(obj: Any, attrs: tuple) -> tuple[Any, list]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _init_assigned(cls: type) -> Optional[frozenset]:
-    """Attribute names ``cls.__init__`` (and the methods it calls on self) assign to self;
-    None if the source cannot be read."""
+def _assigned(cls: type) -> Optional[tuple[frozenset, frozenset]]:
+    """(attributes ``cls.__init__`` and the methods it calls assign to self, attributes
+    its other methods assign: state computed while it runs); None if the source cannot
+    be read."""
     try:
         source = textwrap.dedent(inspect.getsource(cls))
         tree = ast.parse(source)
@@ -500,41 +595,64 @@ def _init_assigned(cls: type) -> Optional[frozenset]:
         return None
     methods = {n.name: n for n in body.body if isinstance(n, (ast.FunctionDef,
                                                              ast.AsyncFunctionDef))}
-    names: set = set()
-    todo, seen = ["__init__"], set()
-    while todo:
-        method = methods.get(todo.pop())
-        if method is None or method.name in seen:
-            continue
-        seen.add(method.name)
+
+    def stores(method: ast.AST) -> tuple[set, set]:
+        names, calls = set(), set()
         for node in ast.walk(method):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
                     and node.value.id == "self":
                 if isinstance(node.ctx, ast.Store):
                     names.add(node.attr)
                 elif node.attr in methods:
-                    todo.append(node.attr)
-    return frozenset(names)
+                    calls.add(node.attr)
+        return names, calls
+
+    init: set = set()
+    todo, seen = ["__init__"], set()
+    while todo:
+        method = methods.get(todo.pop())
+        if method is None or method.name in seen:
+            continue
+        seen.add(method.name)
+        names, calls = stores(method)
+        init |= names
+        todo.extend(calls)
+    other: set = set()
+    for name, method in methods.items():
+        if name not in seen:
+            other |= stores(method)[0]
+    return frozenset(init), frozenset(other)
 
 
 def calculator_attributes(calc: Any) -> dict:
     """The attributes that configure *calc* beside its ``.parameters``.
 
-    ASE's own calculators keep their settings in ``parameters``, except composites
-    (``calcs``/``weights``), mixers, and file-based calculators (``command``,
-    ``profile``). Other classes are read for the attributes their ``__init__`` assigns;
-    when their source cannot be read, all their non-bookkeeping attributes count.
+    Every instance attribute counts (one set after construction, ``calc.shift = 2.0``,
+    too) except ASE's bookkeeping and the state a calculator computes while it runs:
+    attributes that only methods other than ``__init__`` assign, and those ASE's own
+    classes assign (they keep their settings in ``parameters``, except composites
+    ``calcs``/``weights``, mixers, and file-based ``command``/``profile``). A class whose
+    source cannot be read counts all its attributes.
     """
     state = getattr(calc, "__dict__", {})
     names: set = {n for n in ASE_CALCULATOR_ATTRIBUTES if n in state}
+    computed: set = set()
+    configured: set = set()
     for klass in type(calc).__mro__:
-        if klass is object or klass.__module__.split(".")[0] == "ase":
+        if klass is object:
             continue
-        assigned = _init_assigned(klass)
+        assigned = _assigned(klass)
         if assigned is None:
-            names.update(state)
-            break
-        names.update(assigned)
+            if klass.__module__.split(".")[0] != "ase":
+                configured.update(state)
+            continue
+        init, other = assigned
+        if klass.__module__.split(".")[0] == "ase":
+            computed |= init | other
+        else:
+            configured |= init
+            computed |= other - init
+    names |= configured | (set(state) - computed)
     return {n: state[n] for n in names if n in state and n not in CALCULATOR_BOOKKEEPING}
 
 

@@ -73,6 +73,7 @@ class InputFingerprint:
         self._h = hashlib.sha256()
         self.count: Optional[int] = 0
         self.files: list[tuple[Path, tuple]] = []
+        self._file_digests: list[tuple[Path, str]] = []
 
     def add_file(self, path: Path, format: str, read_kwargs: dict) -> None:
         try:
@@ -89,6 +90,7 @@ class InputFingerprint:
             raise InputError(f"input file {str(path)!r} changed while wflp was reading it; "
                              "rerun once whatever writes it has finished")
         self.files.append((path, before))
+        self._file_digests.append((path, digest))
         self._h.update(b"file")
         self._h.update(digest.encode())
         self._h.update(canonical_json([format, canonical(read_kwargs)]).encode())
@@ -111,6 +113,14 @@ class InputFingerprint:
 
     def hexdigest(self) -> str:
         return self._h.hexdigest()
+
+    def file_paths(self) -> list[Path]:
+        """The input files, in the order they were read."""
+        return [path for path, _ in self.files]
+
+    def digests(self) -> list[tuple[Path, str]]:
+        """(input file, sha256 of its bytes), in the order they were read."""
+        return list(self._file_digests)
 
     def changed_files(self) -> list[Path]:
         """The input files whose content may have changed since they were fingerprinted."""

@@ -11,7 +11,10 @@ files) and their records:
 - :meth:`OutputStore.reusable` compares the stored records with the record of
   this run: True means reuse; a difference raises RecordMismatchError naming
   it (unless overwriting); files without a record, edited after writing, or only
-  some of the files present are refused the same way.
+  some of the files present are refused the same way. When only facts differ
+  (ASE or a plugin was upgraded) the output is reused, one line per output says
+  what changed, and the record's history keeps it; ``reuse="strict"`` makes such
+  facts decide too. A record of an older format is migrated and written back.
 - :meth:`OutputStore.commit` moves finished files into place and writes their
   records last, so a record never describes a file that is not complete.
 """
@@ -30,7 +33,16 @@ from typing import Optional
 
 from ..errors import OutputError, RecordError
 from .fingerprint import sha256_file
-from .record import Record, mismatch_error, read_record, record_path, write_json
+from .record import (
+    REUSE_MODES,
+    Record,
+    mismatch_error,
+    now_iso,
+    read_record,
+    record_path,
+    write_json,
+    write_json_atomic,
+)
 
 log = logging.getLogger("wflp")
 
@@ -149,11 +161,15 @@ class OutputStore:
     """The final files of one output, their records and their lock."""
 
     def __init__(self, files: Sequence[Path], overwrite: bool = False,
-                 if_locked: str = "wait", label: str = "wflp"):
+                 if_locked: str = "wait", label: str = "wflp", reuse: str = "identity"):
+        if reuse not in REUSE_MODES:
+            raise OutputError(f"reuse must be one of {', '.join(map(repr, REUSE_MODES))}, got "
+                              f"{reuse!r}")
         self.files = [Path(os.path.abspath(f)) for f in files]
         self.overwrite = overwrite
         self.if_locked = if_locked
         self.label = label
+        self.reuse = reuse
 
     # -- locking --------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -227,7 +243,7 @@ class OutputStore:
                 f"only some of the outputs exist ({[str(f) for f in present]} of "
                 f"{[str(f) for f in self.files]}); remove them or pass overwrite=True")
         for f, old in zip(present, stored):
-            diff = old.differences(record)
+            diff = old.differences(record, strict=self.reuse == "strict")
             if diff:
                 if self.overwrite:
                     log.info("%s: replacing %s (overwrite=True): %s", self.label, f,
@@ -242,6 +258,8 @@ class OutputStore:
                     f"the output {str(f)!r} was modified after wflp wrote it (its content no "
                     "longer matches its record); delete it (and its .record.json) or pass "
                     "overwrite=True to recompute")
+        for f, old in zip(present, stored):
+            note_reuse(old, record, f, self.label)
         return True
 
     # -- putting outputs in place ------------------------------------------------------------
@@ -277,6 +295,30 @@ class OutputStore:
         return record
 
 
+def note_reuse(old: Record, new: Record, output: Path, label: str,
+               record_file: Optional[Path] = None, extra: Optional[dict] = None) -> None:
+    """Say which facts changed since *old* was written (one line per output) and keep it in
+    the record's history (once per set of changes); write back a record migrated from an
+    older format. The caller holds the output's lock."""
+    path = record_file or record_path(output)
+    history = [{**entry, "time": now_iso()} for entry in old.pending]
+    changes = old.fact_changes(new)
+    if changes:
+        log.warning("%s: reusing %s, made with other versions (%s)", label, output,
+                    ", ".join(changes))
+        if not any(e.get("event") == "reused" and e.get("changes") == changes
+                   for e in old.history):
+            history.append({"time": now_iso(), "event": "reused", "changes": changes})
+    if not history:
+        return
+    old.history = [*old.history, *history]
+    old.pending = []
+    try:
+        write_json_atomic(path, {**old.to_json(path.parent), **(extra or {})})
+    except OSError as err:  # a read-only project can still be reused
+        log.info("%s: could not update the record %s (%s)", label, path, err)
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -291,4 +333,4 @@ def _fsync_dir(folder: Path) -> None:
 
 
 __all__ = ["IF_LOCKED", "LOCK_SUFFIX", "OutputLock", "OutputStore", "lock_path",
-           "output_error"]
+           "note_reuse", "output_error"]
