@@ -37,7 +37,7 @@ def _block(params: dict) -> int:
     return reset_interval(params["calculator"]) or 1
 
 
-@operation("calculate", version="3", per="chunk", check=_check, block=_block)
+@operation("calculate", version="2", per="chunk", check=_check, block=_block)
 def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
               prefix: Optional[str] = None, raise_errors: bool = False,
               index: Optional[list] = None, block: int = 1) -> list:

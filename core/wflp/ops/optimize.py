@@ -69,7 +69,7 @@ def _check_optimize(params: dict, seed: Optional[int] = None) -> tuple[str, Opti
     return OPTIMIZERS[name.lower()], every
 
 
-@operation("optimize", version="2", check=_check_optimize)
+@operation("optimize", version="1", check=_check_optimize)
 def optimize(atoms: Atoms, calculator: Any, fmax: float = 0.05, steps: int = 1000,
              optimizer: str = "BFGS", variable_cell: bool = False, pressure: float = 0.0,
              keep_trajectory: KeepTrajectory = False, results_prefix: Optional[str] = None,
