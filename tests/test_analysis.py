@@ -236,3 +236,25 @@ def test_the_mlip_example_runs_and_its_rerun_reuses_every_step(tmp_path):
     again = [ln for ln in second.splitlines() if ln.startswith("  ") and " s   " in ln]
     assert all(" reused " in ln for ln in again[:-1]), again
     assert "every step reused its output" in second
+    # "which settings made the training set of this model?": its lineage answers
+    traced = subprocess.run([sys.executable, "-m", "wflp.cli", "lineage",
+                             str(out / "06_model_gap"), "--format", "json"],
+                            capture_output=True, text=True, timeout=120)
+    assert traced.returncode == 0, traced.stderr
+    graph = json.loads(traced.stdout)
+    nodes = {Path(n["path"]).name if n["path"] else n["id"]: n for n in graph["nodes"]}
+    assert nodes["06_model_gap"]["operation"] == "gap"
+    assert nodes["06_model_gap"]["parameters"]["params"]["descriptors"]  # hyperparameters
+    temperatures = sorted(n["parameters"]["temperature"] for n in graph["nodes"]
+                          if n.get("operation") == "md")
+    assert len(temperatures) == 3 and len(set(temperatures)) == 3
+    md_calc = next(n for n in graph["nodes"] if n.get("operation") == "md")
+    assert md_calc["parameters"]["calculator"]["kwargs"] == {"method": "GFN2-xTB"}
+    assert any(n.get("operation") == "soap" and n["parameters"]["l_max"]
+               for n in graph["nodes"])
+    assert any(n.get("operation") == "select_cur" and n["parameters"]["n_select"]
+               for n in graph["nodes"])
+    smiles = [n for n in graph["nodes"] if "CCO" in (n.get("detail") or "")]
+    assert smiles and smiles[0]["state"] == "source"
+    edges = {(Path(e["source"]).name, Path(e["target"]).name) for e in graph["links"]}
+    assert ("05_train.xyz", "06_model_gap") in edges

@@ -58,6 +58,7 @@ def test_record_describes_the_computation(tmp_path):
     assert rec["output"] == {"format": "extxyz", "write_kwargs": {}}
     assert rec["inputs"]["files"] == ["in.xyz"]  # relative to the record's folder
     assert rec["inputs"]["file_sha256"] == [{"file": "in.xyz",
+                                             "absolute": str(tmp_path / "in.xyz"),
                                              "sha256": sha256_file(tmp_path / "in.xyz")}]
     assert rec["engine"] == {"block": 32}  # EMT is reset every 32 configurations
     for key in ("started", "finished", "host", "wflp_version"):

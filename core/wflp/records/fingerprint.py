@@ -66,6 +66,9 @@ def file_identity(path: os.PathLike | str) -> tuple:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
+MAX_PLAIN_ITEMS = 100  # in-memory inputs of plain values kept in records, up to this many
+
+
 class InputFingerprint:
     """Accumulates a content fingerprint over a ConfigSet without holding it in memory."""
 
@@ -74,6 +77,7 @@ class InputFingerprint:
         self.count: Optional[int] = 0
         self.files: list[tuple[Path, tuple]] = []
         self._file_digests: list[tuple[Path, str]] = []
+        self.plain_items: Optional[list] = []  # in-memory inputs that are plain values
 
     def add_file(self, path: Path, format: str, read_kwargs: dict) -> None:
         try:
@@ -99,6 +103,11 @@ class InputFingerprint:
     def add_item(self, loc: tuple, item: Any) -> None:
         if self.count is not None:
             self.count += 1
+        if self.plain_items is not None:  # e.g. SMILES strings: lineage shows them
+            if isinstance(item, (str, int, float)) and len(self.plain_items) < MAX_PLAIN_ITEMS:
+                self.plain_items.append(item)
+            else:
+                self.plain_items = None
         self._h.update(repr(loc).encode())
         if isinstance(item, Atoms):
             _update_atoms(self._h, item)

@@ -379,6 +379,17 @@ class ProjectIndex:
             for f in record.inputs.get("files") or []:
                 self.users.setdefault(os.path.abspath(f), []).append(output)
 
+    def find(self, sha: str, name: str) -> Optional[Path]:
+        """A file of the project with this content: an output (by its record), else a file
+        of the same name (sources have no record to say where they went)."""
+        if sha in self.by_sha:
+            return self.by_sha[sha]
+        for dirpath, dirnames, filenames in os.walk(self.folder):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            if name in filenames and sha256_file(Path(dirpath) / name) == sha:
+                return Path(dirpath) / name
+        return None
+
 
 def _node_id(path: Path) -> str:
     return str(path)
@@ -418,28 +429,29 @@ def lineage(path: os.PathLike | str, depth: Optional[int] = None,
             {"file": f, "sha256": None} for f in record.inputs.get("files") or []]
         if not entries:
             mem = f"in memory:{record.inputs.get('sha256', '?')[:12]}"
-            graph.steps.setdefault(mem, Step(mem, None, None, "source",
-                                             f"{record.inputs.get('count')} configurations "
-                                             "given in memory", level + 1))
+            items = record.inputs.get("items")
+            detail = (f"{len(items)} values given in memory: " + ", ".join(map(str, items))
+                      if items else f"{record.inputs.get('count')} configurations given in "
+                      "memory")
+            graph.steps.setdefault(mem, Step(mem, None, None, "source", detail, level + 1))
             graph.edges.append((mem, node, False))
         for entry in entries:
             where = Path(entry["file"])
             sha = entry.get("sha256")
+            if not where.exists() and entry.get("absolute") and \
+                    Path(entry["absolute"]).exists():
+                where = Path(entry["absolute"])  # the output moved, its input did not
             changed = False
-            if where.is_file():
-                if sha and sha256_file(where) != sha:
-                    changed = True
-                    if index is None:
-                        index = ProjectIndex(project or os.getcwd())
-                    moved = index.by_sha.get(sha)
-                    if moved is not None:
-                        where, changed = moved, False
+            if where.is_file() and sha and sha256_file(where) == sha:
+                pass
             elif sha:
                 if index is None:
                     index = ProjectIndex(project or os.getcwd())
-                moved = index.by_sha.get(sha)
+                moved = index.find(sha, where.name)
                 if moved is not None:
                     where = moved
+                else:
+                    changed = where.is_file()
             graph.edges.append((_node_id(where), node, changed))
             todo.append((where, level + 1))
     return graph

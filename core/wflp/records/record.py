@@ -307,9 +307,13 @@ def split_providers(parameters: Any) -> tuple[Any, dict]:
 def inputs_entry(fingerprint: Any) -> dict:
     """A record's ``inputs``: the content digest (identity), the count, and each input
     file with its digest (facts: lineage follows them, even to files that moved)."""
-    return {"sha256": fingerprint.hexdigest(), "count": fingerprint.count,
-            "files": [str(f) for f in fingerprint.file_paths()],
-            "file_sha256": [{"file": str(f), "sha256": d} for f, d in fingerprint.digests()]}
+    entry = {"sha256": fingerprint.hexdigest(), "count": fingerprint.count,
+             "files": [str(f) for f in fingerprint.file_paths()],
+             "file_sha256": [{"file": str(f), "absolute": os.path.abspath(f), "sha256": d}
+                             for f, d in fingerprint.digests()]}
+    if getattr(fingerprint, "plain_items", None) and not entry["files"]:
+        entry["items"] = list(fingerprint.plain_items)  # plain values given in memory
+    return entry
 
 
 def _identity_checksum(data: dict) -> str:
