@@ -444,6 +444,9 @@ class FileCalculator(BaseCalculator):
     not_converged_pattern: ClassVar[Optional[re.Pattern]] = None  # ... not converged
     error_patterns: ClassVar[tuple] = ()       # its error messages, most telling first
     error_output_lines: ClassVar[int] = 60     # the last lines of output_file they are sought in
+    # the version of what this plugin computes (bump it when a change changes the results);
+    # records compare it, not the plugin's distribution version
+    wflp_result_version: ClassVar[str] = "1"
     implemented_properties = ["energy", "free_energy", "forces", "stress"]
 
     def __init__(self, *, command: Optional[str] = None, command_gamma: Optional[str] = None,
@@ -598,10 +601,13 @@ class FileCalculator(BaseCalculator):
     # -- provenance -----------------------------------------------------------------------------
     def __wflp_provenance__(self) -> dict:
         """What records describe this calculator by (see wflp.records.describe)."""
-        return {"code": self.code, "command": self.command,
-                "command_gamma": self.command_gamma, "env": dict(self.env),
-                "parameters": dict(self.parameters), "files": self.input_files(),
-                "facts": {"program_version": self.version()}}
+        out = {"code": self.code, "command": self.command,
+               "command_gamma": self.command_gamma, "env": dict(self.env),
+               "parameters": dict(self.parameters), "files": self.input_files(),
+               "facts": {"program_version": self.version()}}
+        if str(self.wflp_result_version) != "1":
+            out["result_version"] = str(self.wflp_result_version)
+        return out
 
     # -- items and run directories -------------------------------------------------------------
     def __wflp_item__(self, index: int) -> None:
