@@ -251,7 +251,10 @@ def fit(training: Any, output: OutputModel, fitter: str, params: Optional[dict] 
             log.warning("fit %s: the run directory %s is kept for inspection", spec.name,
                         rundir)
             raise
-        record.run = {"started": started, "finished": now_iso(), **host_info()}
+        from .. import __version__
+
+        record.run = {"wflp_version": __version__, "started": started, "finished": now_iso(),
+                      **host_info()}
         fitted = _commit(target, rundir, workdir, model_files, record, spec, sha256_file)
         shutil.rmtree(rundir, ignore_errors=True)
         return fitted
