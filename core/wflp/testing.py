@@ -19,6 +19,11 @@ Helpers:
     Skip the calling test when a Python module / an executable on PATH is missing,
     with a reason that says how to enable it; under CI (CI=true) fail instead, so a
     service or program CI was meant to provide can never be skipped silently.
+``timeout_scale()`` / ``scaled(seconds)`` / ``wait_until(check, timeout, what)``
+    Every deadline of a test goes through ``scaled``: its generous default (sized for a
+    loaded 2-core machine) times WFLP_TEST_TIMEOUT_SCALE (default 1; scripts/stress.sh
+    sets it higher). ``wait_until`` polls a condition (a file, a process state, a line on
+    a pipe) until such a deadline, so no test sleeps for a guessed time.
 
 This module is imported whenever pytest starts in an environment with wflp, so
 it imports nothing but pytest at the top: wflp and ase are imported by the
@@ -40,6 +45,56 @@ def _missing(what: str, how: str) -> None:
     if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
         pytest.fail(f"CI=true but {message}", pytrace=False)
     pytest.skip(message)
+
+
+#: The environment variable that stretches every test deadline (a positive number).
+TIMEOUT_SCALE_VAR = "WFLP_TEST_TIMEOUT_SCALE"
+
+
+def timeout_scale() -> float:
+    """The factor in WFLP_TEST_TIMEOUT_SCALE (default 1) by which tests stretch their
+    deadlines: the one place it is read. Raises ValueError naming the variable if it is
+    not a positive number."""
+    import math
+    import os
+
+    raw = os.environ.get(TIMEOUT_SCALE_VAR, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{TIMEOUT_SCALE_VAR}={raw!r} is not a positive number; set it to "
+                         "e.g. 3 to give every test deadline three times as long, or unset it")
+    return value
+
+
+def scaled(seconds: float) -> float:
+    """*seconds* (a deadline generous for a loaded 2-core machine) times
+    ``timeout_scale()``: how every test writes a deadline."""
+    return seconds * timeout_scale()
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "a condition",
+               interval: float = 0.05) -> Any:
+    """The first true value of ``check()``, polled every *interval* seconds; AssertionError
+    naming *what* once ``scaled(timeout)`` seconds have passed (the check is made once
+    more at the deadline, so a slow poll never loses a condition that did come true)."""
+    import time
+
+    limit = scaled(timeout)
+    deadline = time.monotonic() + limit
+    while True:
+        late = time.monotonic() > deadline
+        value = check()
+        if value:
+            return value
+        if late:
+            raise AssertionError(f"timed out after {limit:g} s waiting for {what} "
+                                 f"({TIMEOUT_SCALE_VAR}={timeout_scale():g})")
+        time.sleep(interval)
 
 
 def require_module(name: str, how: str) -> Any:

@@ -6,7 +6,8 @@ came back. The scheduler-specific assertions stay in the plugin; this module hol
 - job functions ``add``, ``nap``, ``hog``, ``die`` and ``scaled``; the job processes import
   them from here (cloudpickle sends installed functions by reference), so they work on any
   system running the same wflp;
-- ``configs(n, seed)`` (rattled Cu cells), ``wait_until``, ``row_of`` and ``started``;
+- ``configs(n, seed)`` (rattled Cu cells), ``wait_until`` (its deadline times
+  WFLP_TEST_TIMEOUT_SCALE, as ``wflp.testing.scaled``), ``row_of`` and ``started``;
 - ``project_fixture(cancel)``: a ``project`` fixture (private job store, the project folder
   as the working directory) that cancels the jobs a test left in the queue;
 - ``ssh_settings()`` and ``write_systems(...)``: the test SSH server and a systems file
@@ -88,16 +89,11 @@ def configs(n, seed=7):
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "a condition"):
-    """The first true value of ``check()``, polled every 0.2 s; AssertionError after
-    *timeout* seconds, naming *what* was awaited."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.2)
+    """The first true value of ``check()``, polled every 0.2 s; AssertionError naming
+    *what* after *timeout* seconds times WFLP_TEST_TIMEOUT_SCALE (``wflp.testing.scaled``)."""
+    from .testing import wait_until as _wait_until
+
+    return _wait_until(check, timeout, what, interval=0.2)
 
 
 def row_of(job):
@@ -150,7 +146,9 @@ def project_fixture(cancel: Sequence[str], keep: Sequence[str] = ENDED, name: st
             ids = [r.scheduler_id for r in JobStore(store).select()
                    if r.scheduler_id and r.state not in keep]
             if ids:
-                subprocess.run([*cancel, *ids], capture_output=True, timeout=60)
+                from .testing import scaled as scaled_timeout
+
+                subprocess.run([*cancel, *ids], capture_output=True, timeout=scaled_timeout(60))
 
     return _project
 
@@ -207,6 +205,7 @@ DRIVER = textwrap.dedent("""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
     from wflp.ops import map
+    from wflp.testing import scaled
 
     def slow(at):
         time.sleep(0.2)
@@ -215,7 +214,7 @@ DRIVER = textwrap.dedent("""
 
     if __name__ == "__main__":
         remote = RemoteInfo(system=sys.argv[2], job_name="slow", num_inputs_per_queued_job=2,
-                            resources={"max_time": "10m"}, timeout="5m")
+                            resources={"max_time": "10m"}, timeout=scaled(300))
         map(ConfigSet("in.xyz"), OutputSpec(sys.argv[1]), slow,
             autopara_info=AutoparaInfo(remote_info=remote))
         print("finished")
@@ -238,6 +237,7 @@ def check_operation_split_gives_the_local_bytes(system: str) -> None:
     from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
     from wflp.ops import map
     from wflp.remote import manager
+    from wflp.testing import scaled as scaled_timeout
 
     ase.io.write("in.xyz", configs(40))
     map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), scaled, args=(1.01,))
@@ -253,7 +253,8 @@ def check_operation_split_gives_the_local_bytes(system: str) -> None:
     jm._refresh_system = counting
     try:
         remote = RemoteInfo(system=system, job_name="scale", num_inputs_per_queued_job=5,
-                            resources={"num_cores": 1, "max_time": "10m"}, timeout="5m")
+                            resources={"num_cores": 1, "max_time": "10m"},
+                            timeout=scaled_timeout(300))
         out = map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), scaled, args=(1.01,),
                   autopara_info=AutoparaInfo(remote_info=remote))
     finally:
@@ -275,6 +276,7 @@ def check_killed_driver_rerun_submits_nothing(system: str) -> None:
     from wflp import ConfigSet, OutputSpec
     from wflp.ops import map
     from wflp.remote.store import JobStore
+    from wflp.testing import scaled as scaled_timeout
 
     Path("driver.py").write_text(DRIVER)
     ase.io.write("in.xyz", configs(20))
@@ -288,7 +290,7 @@ def check_killed_driver_rerun_submits_nothing(system: str) -> None:
     first.wait()
     assert not Path("out.xyz").exists()
     rerun = start_driver(system)
-    _, err = rerun.communicate(timeout=300)
+    _, err = rerun.communicate(timeout=scaled_timeout(300))
     assert rerun.returncode == 0, err
     assert "submitted job" not in err  # nothing submitted again
     rows = store.select()
@@ -305,27 +307,30 @@ def check_killed_between_submit_and_store_makes_no_duplicate(system: str, tmp: P
     (WFLP_TEST_EXIT_AFTER_SUBMIT=1); its rerun finds that job and runs nothing twice. *tmp*
     is a folder for the job's log outside the project."""
     from wflp.remote.store import JobStore
+    from wflp.testing import scaled as scaled_timeout
 
     log = tmp / "runs.log"
     Path("submitter.py").write_text(textwrap.dedent(f"""
         import logging, sys
         logging.basicConfig(level=logging.INFO)
         from wflp.remote import submit
+        from wflp.testing import scaled
 
         def once(path):
             with open(path, "a") as fd:
                 fd.write("ran\\n")
             return 7
 
-        print(submit(once, args=({str(log)!r},), system={system!r}).result(timeout="2m"))
+        print(submit(once, args=({str(log)!r},), system={system!r}).result(timeout=scaled(120)))
     """))
     dying = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
-                           env={**os.environ, "WFLP_TEST_EXIT_AFTER_SUBMIT": "1"}, timeout=120)
+                           env={**os.environ, "WFLP_TEST_EXIT_AFTER_SUBMIT": "1"},
+                           timeout=scaled_timeout(120))
     assert dying.returncode == 75, dying.stderr  # the scheduler has the job, the store no id
     [row] = JobStore().select()
     assert row.state == "submitting" and row.scheduler_id is None
     rerun = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
-                           timeout=180)
+                           timeout=scaled_timeout(180))
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.strip() == "7"
     assert "was submitted before" in rerun.stderr or "ran already" in rerun.stderr
