@@ -1,5 +1,10 @@
 """Faults injected for real: two runs on one output, a driver killed with SIGKILL while its
-workers run, Ctrl-C with a worker stuck in a sleep, items over their time limit."""
+workers run, Ctrl-C with a worker stuck in a sleep, items over their time limit.
+
+No test here depends on the machine's speed: a run that must still hold its output's lock
+when a second one starts is held at a gate file (items from index 4 on wait for it) until the
+test has seen what it waits for; every other wait polls a file, a pipe or a process state
+until a deadline from wflp.testing.scaled (WFLP_TEST_TIMEOUT_SCALE stretches them all)."""
 
 import os
 import signal
@@ -19,17 +24,23 @@ from helpers import rattled_cu
 from wflp import AutoparaInfo, ConfigSet, OutputSpec, operation
 from wflp.errors import OperationError
 from wflp.ops import calculate
+from wflp.testing import scaled, wait_until
 
 JOB = textwrap.dedent("""
     import logging, os, sys, time
     from wflp import AutoparaInfo, ConfigSet, OutputSpec, operation
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    inp, out, log, factor, overwrite, if_locked, nproc, pause = sys.argv[1:]
+    inp, out, log, factor, overwrite, if_locked, nproc, pause, gate = sys.argv[1:]
 
     @operation("slow_scale")
     def slow_scale(at, factor, index):
         time.sleep(float(pause))
+        if gate and index >= GATED_FROM:
+            with open(gate + ".held", "a") as fd:  # tells the test: held, chunks written
+                fd.write(f"{index}\\n")
+            while not os.path.exists(gate):  # until the test opens the gate
+                time.sleep(0.02)
         with open(log, "a") as fd:
             fd.write(f"{os.getpid()} {index}\\n")
         at.positions *= factor
@@ -43,24 +54,42 @@ JOB = textwrap.dedent("""
                                               num_inputs_per_python_subprocess=2))
         print("finished")
 """)
+GATED_FROM = 4  # items 0-3 (chunks 0 and 1, of 2 items each) run before the gate
+JOB = JOB.replace("GATED_FROM", str(GATED_FROM))
+
+#: How long a whole job run may take: generous for a loaded 2-core machine (a run takes
+#: about 2 s on an idle one), times WFLP_TEST_TIMEOUT_SCALE.
+RUN_S = 120.0
 
 
 @pytest.fixture
 def job(tmp_path):
+    """``job(out, ...)`` starts JOB on in.xyz (16 items) in its own session; every group
+    still alive at the end of the test (a gated run after a failure) is killed."""
     script = tmp_path / "job.py"
     script.write_text(JOB)
     ase.io.write(tmp_path / "in.xyz", rattled_cu(16))
+    started = []
 
     def start(out, factor=1.1, overwrite=False, if_locked="wait", nproc=1, pause=0.05,
-              log="calls.log"):
+              log="calls.log", gate=None):
         args = [sys.executable, str(script), str(tmp_path / "in.xyz"), str(tmp_path / out),
                 str(tmp_path / log), str(factor), "1" if overwrite else "0", if_locked,
-                str(nproc), str(pause)]
-        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                str(nproc), str(pause), str(gate or "")]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True,
                                 env={**os.environ, "WFLP_PROGRESS": "0"})
+        started.append(proc)
+        return proc
 
-    return start
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
 
 
 def _calls(path: Path) -> list[tuple[int, int]]:
@@ -69,13 +98,27 @@ def _calls(path: Path) -> list[tuple[int, int]]:
     return [tuple(map(int, line.split())) for line in path.read_text().split("\n") if line]
 
 
-def _wait_for(predicate, timeout=30.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
+def _held_at_gate(gate: Path, proc) -> bool:
+    """Whether the gated run *proc* waits at *gate* (so its first chunks are in the stage);
+    a run that ended instead fails the test with its stderr."""
+    assert proc.poll() is None, \
+        f"the run ended before its gate:\n{proc.communicate(timeout=scaled(RUN_S))[1]}"
+    return Path(f"{gate}.held").exists()
+
+
+def _waits_for_the_lock(proc) -> bool:
+    """Whether *proc* said it waits for another run's lock; a run that ended instead fails
+    the test with its stderr."""
+    if "waiting" in _peek_stderr(proc):
+        return True
+    assert proc.poll() is None, f"the run ended without waiting:\n{_rest_of_stderr(proc)}"
+    return False
+
+
+def _rest_of_stderr(proc) -> str:
+    """All of a finished (or finishing) process's stderr, what was peeked included."""
+    _out, err = proc.communicate(timeout=scaled(RUN_S))
+    return getattr(proc, "_peeked", "") + err
 
 
 def _reference(tmp_path, factor):
@@ -90,11 +133,14 @@ def _reference(tmp_path, factor):
 
 @pytest.mark.slow
 def test_second_run_waits_for_the_first_then_reuses(tmp_path, job):
-    first = job("out.xyz", pause=0.2)
-    _wait_for(lambda: len(_calls(tmp_path / "calls.log")) >= 2)
-    second = job("out.xyz", pause=0.2)  # the same computation (the pause is part of it)
-    out1, err1 = first.communicate(timeout=60)
-    out2, err2 = second.communicate(timeout=60)
+    gate = tmp_path / "gate"
+    first = job("out.xyz", gate=gate)
+    wait_until(lambda: _held_at_gate(gate, first), RUN_S, "the first run to reach its gate")
+    second = job("out.xyz", gate=gate)  # the same computation (the gate is part of it)
+    wait_until(lambda: _waits_for_the_lock(second), RUN_S, "the second run to wait")
+    gate.touch()  # now the first may finish
+    out1, err1 = first.communicate(timeout=scaled(RUN_S))
+    err2 = _rest_of_stderr(second)
     assert first.returncode == 0 and second.returncode == 0, err1 + err2
     assert "is being written by another wflp run (pid" in err2 and "waiting" in err2
     calls = _calls(tmp_path / "calls.log")
@@ -106,29 +152,34 @@ def test_second_run_waits_for_the_first_then_reuses(tmp_path, job):
 
 @pytest.mark.slow
 def test_second_run_can_fail_at_once_instead(tmp_path, job):
-    first = job("out.xyz", pause=0.2)
-    _wait_for(lambda: len(_calls(tmp_path / "calls.log")) >= 2)
-    second = job("out.xyz", if_locked="fail", pause=0.2)
-    _out, err = second.communicate(timeout=60)
+    gate = tmp_path / "gate"
+    first = job("out.xyz", gate=gate)
+    wait_until(lambda: _held_at_gate(gate, first), RUN_S, "the first run to reach its gate")
+    second = job("out.xyz", if_locked="fail", gate=gate)
+    _out, err = second.communicate(timeout=scaled(RUN_S))  # the first still holds the lock
     assert second.returncode != 0
     assert f"is being written by another wflp run (pid {first.pid} on" in err
     assert "if_locked='wait'" in err
-    first.communicate(timeout=60)
+    gate.touch()
+    first.communicate(timeout=scaled(RUN_S))
     assert first.returncode == 0
 
 
 @pytest.mark.slow
 def test_overwrite_started_during_a_run_then_both_killed_never_mixes(tmp_path, job):
-    first = job("out.xyz", factor=1.1, pause=0.1)
-    _wait_for(lambda: len(_calls(tmp_path / "calls.log")) >= 4)
-    second = job("out.xyz", factor=1.2, overwrite=True, pause=0.1)
-    _wait_for(lambda: "waiting" in _peek_stderr(second), timeout=30)
+    gate = tmp_path / "gate"
+    first = job("out.xyz", factor=1.1, gate=gate)
+    wait_until(lambda: _held_at_gate(gate, first), RUN_S, "the first run to reach its gate")
+    second = job("out.xyz", factor=1.2, overwrite=True, gate=gate)
+    wait_until(lambda: _waits_for_the_lock(second), RUN_S, "the second run to wait")
     for proc in (first, second):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert all(f == 1.1 for f in _factors_of_stage(tmp_path))  # the second computed nothing
-    rerun = job("out.xyz", factor=1.2, overwrite=True, pause=0.1)
-    _o, err = rerun.communicate(timeout=60)
+    # the first run's two chunks before its gate, and nothing of the second
+    assert _factors_of_stage(tmp_path) == [1.1] * GATED_FROM
+    gate.touch()
+    rerun = job("out.xyz", factor=1.2, overwrite=True, gate=gate)
+    _o, err = rerun.communicate(timeout=scaled(RUN_S))
     assert rerun.returncode == 0, err
     got = ase.io.read(tmp_path / "out.xyz", ":")
     assert [a.info["factor"] for a in got] == [1.2] * 16
@@ -166,24 +217,35 @@ def _factors_of_stage(tmp_path) -> list[float]:
 
 # -- 7. workers die with their driver ---------------------------------------------------------
 
+#: How long workers may take to be gone once their driver died. They die at once
+#: (PR_SET_PDEATHSIG, or a parent watch every 0.5 s); an orphaned pool worker would instead
+#: wait on the pool's queue for ever, so any bound tells the two apart. Generous for a loaded
+#: machine (the kernel's kill and init's reaping), times WFLP_TEST_TIMEOUT_SCALE.
+WORKERS_DIE_S = 30.0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", [0.4, 0.9, 1.4])
 def test_sigkill_of_the_driver_kills_its_workers_and_an_immediate_rerun_completes(
         tmp_path, job, moment):
     clean = job("clean.xyz", nproc=2, pause=0.15, log="clean.log")
-    clean.communicate(timeout=60)
+    _o, err = clean.communicate(timeout=scaled(RUN_S))
+    assert clean.returncode == 0, err
     proc = job("out.xyz", nproc=2, pause=0.15)
-    _wait_for(lambda: len(psutil.Process(proc.pid).children()) == 2)
+    wait_until(lambda: len(psutil.Process(proc.pid).children()) == 2, RUN_S,
+               "the driver's 2 workers")
     workers = psutil.Process(proc.pid).children()
+    # the moment of the kill is the fault injected (early, mid-run, late or after the end on
+    # a fast machine); every outcome must pass, so this sleep waits for nothing
     time.sleep(moment)
     os.kill(proc.pid, signal.SIGKILL)  # the driver alone, as the OOM killer would
     proc.wait()
     killed_at = time.monotonic()
     rerun = job("out.xyz", nproc=2, pause=0.15)  # at once, while old workers may still run
-    _, alive = psutil.wait_procs(workers, timeout=2)
+    _, alive = psutil.wait_procs(workers, timeout=scaled(WORKERS_DIE_S))
     assert not alive, "workers outlived their driver"
-    assert time.monotonic() - killed_at < 2
-    _o, err = rerun.communicate(timeout=60)
+    assert time.monotonic() - killed_at < scaled(WORKERS_DIE_S)
+    _o, err = rerun.communicate(timeout=scaled(RUN_S))
     assert rerun.returncode == 0, err
     assert (tmp_path / "out.xyz").read_bytes() == (tmp_path / "clean.xyz").read_bytes()
     assert not (tmp_path / ".out.xyz.wflp-partial").exists()
@@ -202,7 +264,7 @@ CLI_JOB = textwrap.dedent("""
         with open(sys.argv[3], "a") as fd:
             fd.write(f"{index}\\n")
         if index == 5:
-            time.sleep(1000)   # a worker that never finishes
+            time.sleep(10 ** 6)   # a worker that never finishes
         return at
 
     class Plugin:
@@ -217,6 +279,12 @@ CLI_JOB = textwrap.dedent("""
 """)
 
 
+#: How long the driver may take to stop after Ctrl-C. It kills its workers at once; waiting
+#: for the stuck one would take 10**6 s, so any bound tells the two apart. Generous for a
+#: loaded machine, times WFLP_TEST_TIMEOUT_SCALE.
+STOP_S = 60.0
+
+
 @pytest.mark.slow
 def test_ctrl_c_with_a_stuck_worker_stops_at_once_and_keeps_finished_chunks(tmp_path):
     script = tmp_path / "cli_job.py"
@@ -227,16 +295,26 @@ def test_ctrl_c_with_a_stuck_worker_stops_at_once_and_keeps_finished_chunks(tmp_
                              str(tmp_path / "out.xyz"), str(log)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True, env={**os.environ, "WFLP_PROGRESS": "0"})
-    _wait_for(lambda: len(_calls_of(log)) >= 20)  # item 5's worker is stuck, the other goes on
-    workers = psutil.Process(proc.pid).children()
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    sent = time.monotonic()
-    _out, err = proc.communicate(timeout=20)
-    assert time.monotonic() - sent < 5
+    try:
+        # item 5's worker is stuck, the other goes on
+        wait_until(lambda: proc.poll() is None and len(_calls_of(log)) >= 20, RUN_S,
+                   "20 items begun")
+        workers = psutil.Process(proc.pid).children()
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        sent = time.monotonic()
+        try:
+            _out, err = proc.communicate(timeout=scaled(STOP_S))
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {scaled(STOP_S):g} s after Ctrl-C")
+        assert time.monotonic() - sent < scaled(STOP_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 130
     assert err.strip().splitlines()[-1] == \
         "wflp: interrupted (finished chunks are kept: rerun to resume)"
-    _, alive = psutil.wait_procs(workers, timeout=2)
+    _, alive = psutil.wait_procs(workers, timeout=scaled(WORKERS_DIE_S))
     assert not alive
     stage = tmp_path / ".out.xyz.wflp-partial"
     assert list(stage.glob("c-*.xyz"))  # finished chunks kept for the rerun
@@ -246,10 +324,16 @@ def _calls_of(path: Path) -> list[int]:
     return [int(x) for x in path.read_text().split()] if path.exists() else []
 
 
+#: How long one run of 4 items, one of them cut at its time limit, may take: generous for a
+#: loaded machine, times WFLP_TEST_TIMEOUT_SCALE. The item over its limit naps twice as long,
+#: so a limit not enforced can never pass, whatever the scale.
+LIMITED_RUN_S = 60.0
+
+
 @operation("naps")
 def _naps(at, index):
     if index == 2:
-        time.sleep(30)
+        time.sleep(2 * scaled(LIMITED_RUN_S))
     return at
 
 
@@ -262,11 +346,13 @@ def test_item_over_its_time_limit_fails_like_any_failing_item(nproc):
                 r"than its time limit of 0\.5 s")
     with pytest.raises(OperationError, match=expected):
         _naps(ats, OutputSpec(), autopara_info=info)
+    assert time.monotonic() - start < scaled(LIMITED_RUN_S)
+    start = time.monotonic()
     skipping = AutoparaInfo(num_python_subprocesses=nproc, item_time_limit=0.5,
                             skip_failed=True)
     kept = list(_naps(ats, OutputSpec(), autopara_info=skipping))
     assert len(kept) == 3
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < scaled(LIMITED_RUN_S)
 
 
 class _SlowOnSecond(Calculator):
