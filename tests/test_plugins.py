@@ -75,9 +75,11 @@ def test_builtins_are_registered_through_the_hooks():
     assert (record.distribution, record.status, record.entry_point) == ("wflp", "ok", None)
     assert record.registered == {
         "calculators": ["emt", "lj"],
-        "generators": ["isolated_atoms", "md", "optimize"],
-        "selectors": ["select_by_bool", "select_by_index", "select_cur",
-                      "select_flat_histogram", "select_fps"],
+        "generators": ["atoms_and_dimers", "isolated_atoms", "md", "minima_hopping",
+                       "normal_modes", "optimize", "sample_normal_modes", "supercells"],
+        "selectors": ["select_by_bool", "select_by_distance", "select_by_index",
+                      "select_convex_hull", "select_cur", "select_flat_histogram",
+                      "select_fps"],
         "executors": ["pool", "queue", "serial"],
         "schedulers": ["local"],
     }
@@ -202,7 +204,8 @@ def test_invalid_registrations_fail_the_plugin(plugin, reason):
     assert record.status == "failed"
     assert reason in record.error
     assert [s.name for s in pm.list_specs("selectors")] == [
-        "select_by_bool", "select_by_index", "select_cur", "select_flat_histogram", "select_fps"]
+        s.name for s in WflpPluginManager(entry_points=()).list_specs("selectors")]
+    assert "twice" not in [s.name for s in pm.list_specs("selectors")]
 
 
 def test_misspelled_hook_is_a_load_failure(monkeypatch):

@@ -236,7 +236,7 @@ def _plugin_table(records: list[dict]) -> str:
 
 # -- records and lineage ----------------------------------------------------------------------
 
-from .records.cli import lineage_command, records_group  # noqa: E402  (light: click only)
+from .records_cli import lineage_command, records_group  # noqa: E402  (light: click only)
 
 cli.add_command(records_group)
 cli.add_command(lineage_command)

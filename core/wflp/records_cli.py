@@ -1,6 +1,7 @@
 """``wflp records show|check|migrate`` and ``wflp lineage``: provenance from the shell.
 
-All of them read records through :mod:`wflp.records.query`.
+All of them read records through :mod:`wflp.records.query`, imported when a command runs
+(importing wflp.records loads numpy and ASE, which ``wflp list-plugins`` never needs).
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import click
 
-from ..errors import InputError
-from . import query
-from .record import RECORD_FORMAT
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .records import query
 
 
 @click.group("records")
@@ -28,6 +30,7 @@ def records_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the record (JSON, as read).")
 def records_show(output: str, as_json: bool) -> None:
     """Show what made OUTPUT (a file written by a wflp operation, or a model folder)."""
+    from .records import query
     path = Path(output)
     rec_file = query.record_file_of(path)
     out = query.output_of(rec_file)
@@ -121,6 +124,8 @@ def _format_record(path: Path, st: query.OutputStatus) -> str:
         f"wflp {run.get('wflp_version')})",
     ]
     if st.old_format:
+        from .records.record import RECORD_FORMAT
+
         lines.append(f"record:      format {st.old_format}, read as format {RECORD_FORMAT} "
                      "(`wflp records migrate --apply` writes it so)")
     for entry in record.history:
@@ -150,6 +155,8 @@ def records_check(folder: str, as_json: bool) -> None:
     reuse="strict"). Exits with 1 if any output is modified, missing, untrusted or
     out of date, 0 otherwise.
     """
+    from .records import query
+
     statuses = query.check(folder)
     problems = 0
     for st in statuses:
@@ -190,6 +197,9 @@ def records_migrate(folder: str, apply: bool) -> None:
     Without --apply, only reports. (Reading an old record migrates it in memory anyway,
     and a rerun that reuses the output writes it back.)
     """
+    from .records import query
+    from .records.record import RECORD_FORMAT
+
     pending = query.pending_migrations(folder)
     for output, record in pending:
         steps = "; ".join(f"format {e['from']} -> {e['to']}: {e['changes']}"
@@ -222,6 +232,7 @@ def lineage_command(path: str, depth: Optional[int], fmt: str, pattern: Optional
     PATH is an output file or a model folder. Inputs changed since a step used them are
     marked CHANGED SINCE USED; inputs without a record are sources.
     """
+    from .records import query
     if pattern is not None:
         import re
 
