@@ -35,7 +35,7 @@ from wflp import AutoparaInfo, ConfigSet, OutputSpec
 from wflp.analysis import error_report, isolated_energies
 from wflp.ops import OutputModel, calculate, fit, isolated_atoms, md, select_by_index, select_cur
 from wflp.plugins import get_generator
-from wflp.records import record_path
+from wflp.records.query import load as load_record
 
 HERE = Path(__file__).resolve().parent
 SMILES = ["CCO", "CC(=O)O", "CC(C)=O", "c1ccoc1", "OCCO"]  # ethanol, acetic acid, acetone,
@@ -71,10 +71,8 @@ SMALL = {"gap": {"descriptors": [
 def run_signature(path: Path) -> object:
     """What the record of an output (a file, or a model folder) says about the run that
     made it: unchanged after a step means the step reused its output."""
-    rec = path / "record.json" if path.is_dir() else record_path(path)
-    if not rec.exists():
-        return None
-    return json.loads(rec.read_text()).get("run")
+    record, _why, _format = load_record(path)
+    return None if record is None else record.run
 
 
 class Steps:
