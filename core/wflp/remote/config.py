@@ -172,7 +172,7 @@ class SystemConfig:
     source: str                          # the file it came from, for messages
     host: Optional[str] = None           # "user@host[:port]"; None: this machine
     remote_root: str = "~/.wflp/jobs"    # where job directories go on the system
-    python: str = "python3"              # runs jobs, after the start commands
+    python: Optional[str] = None         # runs jobs, after the start commands (see interpreter)
     commands: tuple = ()                 # run at the start of every job (module load ...)
     header: tuple = ()                   # extra scheduler header lines
     command_prefix: tuple = ()           # put before every scheduler command
@@ -188,6 +188,15 @@ class SystemConfig:
     @property
     def is_remote(self) -> bool:
         return self.host is not None
+
+    @property
+    def interpreter(self) -> str:
+        """The Python that runs jobs: ``python`` if set; else, on this machine, the
+        driver's own interpreter (the one where wflp is installed, a virtual environment's
+        included), and python3 on an SSH host."""
+        if self.python:
+            return self.python
+        return "python3" if self.is_remote else sys.executable
 
     def user_host_port(self) -> tuple[Optional[str], str, Optional[int]]:
         """(user, host, port) of ``host``."""
@@ -237,7 +246,8 @@ SYSTEM_KEYS = {
                           "sge, pbs)"),
     "host": ("text", "`user@host[:port]` reached over SSH; absent: this machine"),
     "remote_root": ("path", "where job directories go on the system (default ~/.wflp/jobs)"),
-    "python": ("text", "the interpreter that runs jobs after `commands` (default python3)"),
+    "python": ("text", "the interpreter that runs jobs after `commands` (default: on this "
+               "machine the driver's own interpreter, on an SSH host python3)"),
     "commands": ("list", "shell lines run at the start of every job (module loads, venv "
                          "activation)"),
     "header": ("list", "extra scheduler header lines (e.g. `#SBATCH --account=abc`)"),

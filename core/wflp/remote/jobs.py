@@ -179,7 +179,7 @@ class JobManager:
         system = spec.system
         sched = scheduler_for(system)
         job = self._job_script(row, spec.resources, system)
-        runner_cmd = [system.python, "-m", "wflp.remote.runner", row.remote_dir,
+        runner_cmd = [system.interpreter, "-m", "wflp.remote.runner", row.remote_dir,
                       *sched.runner_options(job, system.max_cores)]
         lines = ["#!/bin/sh", *sched.header(job),
                  f"# wflp job {row.name} (key {row.key})",
@@ -513,18 +513,37 @@ def _decide(row: JobRow, sched: Scheduler, listed: Optional[Status],
                 and runner.STARTED not in markers:
             return JobState.QUEUED, "waiting for free cores", None
         if listed.state == JobState.SUCCEEDED:  # the scheduler says so, no result: failed
-            return JobState.FAILED, "the job ended without writing its result", None
+            return JobState.FAILED, _no_result(transport, row,
+                                               "the job ended without writing its result"), None
         return listed.state, listed.reason, listed.exit_code
     if accounted is not None:
         if accounted.state == JobState.SUCCEEDED:
-            return JobState.FAILED, "the job ended without writing its result", None
+            return JobState.FAILED, _no_result(transport, row,
+                                               "the job ended without writing its result"), None
         return accounted.state, accounted.reason, accounted.exit_code
     if sched.listing_is_complete and row.scheduler_id:
         if runner.TERMINATED in markers:
             return JobState.FAILED, "the job was terminated (SIGTERM)", None
-        return JobState.FAILED, ("the job's process ended without writing a result (killed, "
-                                 "or out of memory?)"), None
+        return JobState.FAILED, _no_result(
+            transport, row, "the job's process ended without writing a result (killed, or "
+            "out of memory?)"), None
     return JobState.UNKNOWN, "the scheduler no longer lists it and it left no result", None
+
+
+def _no_result(transport: Transport, row: JobRow, reason: str) -> str:
+    """Why a job left no result: an import error in its stderr (the job's Python lacks
+    wflp or a package the call needs) is said as one, with what to do."""
+    try:
+        text = transport.read_bytes(f"{row.remote_dir}/stderr")[-8000:].decode(
+            errors="replace")
+    except Exception:
+        return reason
+    for line in reversed(text.splitlines()):
+        if "ModuleNotFoundError" in line or "ImportError" in line:
+            return (f"the job's Python could not import what it needs ({line.strip()}); set "
+                    f"`python = ...` of system {row.system!r} to an interpreter where wflp and "
+                    "the packages of the call are installed")
+    return reason
 
 
 def _marker_json(transport: Transport, row: JobRow, name: str) -> dict:
