@@ -38,7 +38,7 @@ def run_batch(task: ChunkTask, nproc: int) -> dict:
     """
     import cloudpickle
 
-    from ..exec.local import PoolExecutor, SerialExecutor
+    from .executor import resolve_executor
     from .info import AutoparaInfo
     from .stage import ChunkTarget
     from .worker import RunContext
@@ -49,7 +49,7 @@ def run_batch(task: ChunkTask, nproc: int) -> dict:
         os.makedirs(folder, mode=0o700, exist_ok=True)
     info = AutoparaInfo(num_python_subprocesses=nproc,
                         skip_failed=payload.skip_failed).resolved()
-    executor = PoolExecutor() if nproc > 1 else SerialExecutor()
+    executor = resolve_executor(info)  # the pool with several processes, else serial
     context = task.context
     if context is not None:  # the driver's folders are not here: the job's own are
         context = dataclasses.replace(context, outputs=(), stage=os.getcwd())

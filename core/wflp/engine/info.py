@@ -41,8 +41,11 @@ class AutoparaInfo:
     threads_per_worker: BLAS/OpenMP threads in each worker process (default 1).
     progress: show a tqdm bar (default: when stderr is a terminal and
         $WFLP_PROGRESS is not 0).
-    executor: name of a registered executor (default: "queue" with remote_info, else
-        "serial" or "pool").
+    executor: "serial", "pool", "queue", the name of an executor a plugin registers
+        (e.g. "dask"), or an executor instance (see wflp.engine.executor); default:
+        "queue" with remote_info, else "serial" or "pool" by num_python_subprocesses.
+    executor_options: keyword arguments the named executor is built with (e.g.
+        {"address": "tcp://..."} for Dask).
     remote_info: a wflp.RemoteInfo: run as queued jobs of a fixed number of inputs
         on a configured system; num_python_subprocesses is then the pool inside each
         job (default: the job's num_cores).
@@ -59,7 +62,8 @@ class AutoparaInfo:
     initializer: Any = None
     threads_per_worker: int = 1
     progress: Optional[bool] = None
-    executor: Optional[str] = None
+    executor: Any = None
+    executor_options: Optional[dict] = None
     remote_info: Any = None
     reuse: Optional[str] = None
 
@@ -91,6 +95,15 @@ class AutoparaInfo:
         if not isinstance(self.skip_failed, bool):
             raise ParameterError(f"AutoparaInfo.skip_failed must be True or False, got "
                                  f"{self.skip_failed!r}")
+        executor = self.executor
+        if executor is not None and not isinstance(executor, str) and \
+                not callable(getattr(executor, "map_chunks", None)):
+            raise ParameterError(f"AutoparaInfo.executor must be an executor's name (e.g. "
+                                 f"'pool') or an object with a map_chunks(tasks, info) method, "
+                                 f"got {type(executor).__name__}")
+        if self.executor_options is not None and not isinstance(self.executor_options, dict):
+            raise ParameterError(f"AutoparaInfo.executor_options must be a dict of keyword "
+                                 f"arguments, got {type(self.executor_options).__name__}")
         if self.remote_info is not None:
             check = getattr(self.remote_info, "checked", None)
             if check is None:

@@ -19,7 +19,6 @@ import cloudpickle
 
 from ..configset import ConfigSet, MemoryCollector, OutputSpec
 from ..errors import InputError, JobsPending, NotPicklableError, OperationError
-from ..exec import capability, executor_name, get_executor
 from ..records import (
     Describer,
     OutputStore,
@@ -32,6 +31,7 @@ from ..records import (
 )
 from ..records.describe import log_opaque
 from .chunks import ChunkResult, ChunkSizer, ChunkTask, plan_chunks
+from .executor import capability, chunk_size, executor_name, resolve_executor
 from .info import AutoparaInfo, reuse_mode
 from .stage import Stage, write_chunk
 from .worker import Payload, RunContext, remember_payload
@@ -60,18 +60,22 @@ class _Run:
         self.op, self.inputs, self.outputs, self.info = op, inputs, outputs, info
         self.args, self.kwargs, self.params, self.seed = args, kwargs, params, seed
         self.executor_name = executor_name(info)
-        self.executor = get_executor(info)
+        self.executor = resolve_executor(info)
         self.nproc = info.num_python_subprocesses or 1
         self.block = op.block_size(params)
         self.batches = capability(self.executor, "submits_batches")
+        fixed = chunk_size(self.executor, info)  # the executor decides its chunking
         n_known = inputs.known_length()
-        if n_known is None and info.num_inputs_per_python_subprocess is None and self.nproc > 1:
+        if n_known is None and fixed is None and self.nproc > 1:
             # knowing the length lets the last chunks shrink so the processes finish together
             n_known = inputs.cheap_length()
         self.n_known = n_known
-        fixed = info.num_inputs_per_python_subprocess
-        if self.batches:  # queued jobs take a fixed number of inputs each
-            fixed = info.remote_info.num_inputs_per_queued_job
+        if fixed and self.block > 1 and fixed % self.block:
+            rounded = -(-fixed // self.block) * self.block
+            log.warning("%s: tasks of %d inputs are made %d: chunks start only at multiples "
+                        "of %d (the calculator is reset that often; see "
+                        "wflp.calculators.reset_interval)", op.name, fixed, rounded,
+                        self.block)
         self.sizer = ChunkSizer(fixed, self.nproc, n_known)
         self.run_id = secrets.token_hex(6)
 
@@ -220,15 +224,8 @@ class _Run:
                     else describer.describe(value, f"parameters.{key}"))
             parameters[key] = desc
         code = describer.callable(self.op.func, "operation", declared=True)
-        try:
-            from ..plugins import get_plugin_manager
-
-            owner = get_plugin_manager().provider("executors", self.executor_name)
-            providers["executor"] = {"name": self.executor_name,
-                                     "distribution": owner.distribution,
-                                     "version": owner.version}
-        except Exception:  # an executor object not from the registry
-            providers["executor"] = {"name": self.executor_name}
+        providers["executor"] = {"name": self.executor_name,
+                                 **provider_of(type(self.executor).__module__)}
         log_opaque(self.op.name, describer.opaque)
         return Record.of_operation(self.op.name, self.op.version, code, parameters,
                                    self.inputs, fingerprint, self.outputs, describer,

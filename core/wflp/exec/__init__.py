@@ -1,29 +1,25 @@
-"""Executors: where chunks run (see :mod:`wflp.exec.base` for the contract)."""
+"""Executors: where chunks run. The built-ins live here (serial and pool in local.py, queue
+in queue.py); the contract and how one is chosen are the engine's
+(:mod:`wflp.engine.executor`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .base import CAPABILITIES, Executor, capability
-
-
-def executor_name(info: Any) -> str:
-    """The executor a run uses: named in AutoparaInfo, else "serial" or "pool" by the
-    number of processes."""
-    name = info.executor
-    if name is None:
-        if info.remote_info is not None:
-            return "queue"
-        name = "pool" if (info.num_python_subprocesses or 1) > 1 else "serial"
-    return name
+from ..engine.executor import (
+    BUILTIN_EXECUTORS,
+    CAPABILITIES,
+    Executor,
+    capability,
+    executor_name,
+    resolve_executor,
+)
 
 
 def get_executor(info: Any) -> Any:
-    """A new instance of the executor for a run. Executors are looked up through the
-    plugin registry, which holds the builtins too."""
-    from ..plugins import get_executor as lookup
-
-    return lookup(executor_name(info))
+    """The executor instance of a run (see wflp.engine.executor.resolve_executor)."""
+    return resolve_executor(info)
 
 
-__all__ = ["CAPABILITIES", "Executor", "capability", "executor_name", "get_executor"]
+__all__ = ["BUILTIN_EXECUTORS", "CAPABILITIES", "Executor", "capability", "executor_name",
+           "get_executor", "resolve_executor"]

@@ -42,6 +42,22 @@ class QueueExecutor(Executor):
     name = "queue"
     submits_batches = True
 
+    def __init__(self, remote_info: Any = None):
+        self.remote_info = remote_info  # default: the run's AutoparaInfo.remote_info
+
+    def _remote(self, info: Any) -> Any:
+        remote = self.remote_info if self.remote_info is not None else info.remote_info
+        if remote is None:
+            from ..errors import ParameterError
+
+            raise ParameterError("the queue executor needs a RemoteInfo: pass "
+                                 "AutoparaInfo(remote_info=RemoteInfo(system=..., ...))")
+        return remote.checked()
+
+    def chunk_size(self, info: Any) -> int:
+        """Each queued job takes a fixed number of inputs."""
+        return self._remote(info).num_inputs_per_queued_job
+
     def map_chunks(self, tasks: Iterator[ChunkTask], info: Any) -> Iterator[ChunkResult]:
         from ..engine.batch import run_batch
         from ..records import canonical_json, sha256_bytes
@@ -49,7 +65,7 @@ class QueueExecutor(Executor):
         from ..remote.config import Resources, get_system
         from ..remote.jobs import JobSpec, dumps_portable, job_name
 
-        remote = info.remote_info.checked()
+        remote = self._remote(info)
         system = get_system(remote.system)
         resources = Resources.from_dict(remote.resources, "RemoteInfo.resources")
         system.check_resources(resources, "RemoteInfo.resources")
