@@ -349,3 +349,55 @@ def test_minima_hopping_engine_contract(tmp_path):
                                 {**MH, "totalsteps": 2}, ("T0", 1500.0),
                                 forbid=(MinimaHopping, "__call__"))
     assert [m.info["mh_hop"] for m in out] == [0, 1, 0, 1]
+
+
+KILL_SCRIPT = """
+import sys
+import numpy as np
+from ase import Atoms
+from wflp import OutputSpec
+from wflp.ops import minima_hopping
+
+rng = np.random.default_rng(1)
+cluster = Atoms("Cu4", positions=rng.normal(size=(4, 3)) * 1.1)
+cluster.center(vacuum=6.0)
+minima_hopping([cluster], OutputSpec(sys.argv[1]), calculator="emt", totalsteps=int(sys.argv[2]),
+               T0=2000.0, Ediff0=2.0, seed=4, keep_files=True)
+"""
+
+
+@pytest.mark.slow
+def test_minima_hopping_resumes_after_kill_9(tmp_path):
+    """A search killed (SIGKILL) after its third step started resumes from its run folder
+    when run again: the steps done before the kill are not redone (their files are
+    untouched), and the output holds every step, each a local minimum."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from wflp.testing import scaled, wait_until
+
+    script = tmp_path / "mh.py"
+    script.write_text(KILL_SCRIPT)
+    out = tmp_path / "mh.xyz"
+    folder = tmp_path / "mh.xyz.rundirs" / "minima_hopping-000000"
+    proc = subprocess.Popen([sys.executable, str(script), str(out), "6"], cwd=tmp_path)
+    try:
+        wait_until(lambda: (folder / "qn00002.traj").exists() or proc.poll() is not None,
+                   timeout=120.0, what="the third step of the search")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not out.exists()
+    done = {p.name: p.stat().st_mtime_ns for p in folder.glob("qn0000[01].traj")}
+    assert len(done) == 2
+    subprocess.run([sys.executable, str(script), str(out), "6"], cwd=tmp_path, check=True,
+                   timeout=scaled(300.0))
+    assert {name: (folder / name).stat().st_mtime_ns for name in done} == done
+    assert "Attempting to resume stopped run" in (folder / "hop.log").read_text()
+    minima = ase.io.read(out, ":")
+    assert [m.info["mh_hop"] for m in minima] == list(range(6))
+    calc = EMT()
+    for m in minima:
+        assert np.abs(calc.get_forces(m)).max() < 0.05 * 1.01
