@@ -310,6 +310,7 @@ def test_minima_hopping_visits_minima_in_order(tmp_path):
     assert not (tmp_path / "mh.xyz.rundirs").exists()
 
 
+@pytest.mark.slow  # several searches: about 5 s on an idle machine
 def test_minima_hopping_resumes_from_its_run_folder(tmp_path):
     """A search of 2 steps, continued to 3 in the same folder (as after a kill), does not
     redo the first two steps and reaches the minima of an uninterrupted 3-step search."""
@@ -342,6 +343,7 @@ def test_minima_hopping_needs_a_seed_and_sane_values():
         minima_hopping([cu_cluster(0)], OutputSpec(), calculator=EMT(), fmax=-1, seed=1)
 
 
+@pytest.mark.slow  # several searches: about 5 s on an idle machine
 def test_minima_hopping_engine_contract(tmp_path):
     from ase.optimize.minimahopping import MinimaHopping
 
