@@ -9,7 +9,8 @@ import pytest
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```(?:\s*```text\n(.*?)```)?", re.S)
-DOC_FILES = ("guide.md", "md_optimize.md", "remote.md", "generate_select.md")
+DOC_FILES = ("guide.md", "md_optimize.md", "remote.md", "generate_select.md",
+             "provenance.md")
 
 
 def _blocks(name):
