@@ -102,14 +102,18 @@ def item_folder(workdir: Any, index: int) -> tuple[Path, Path]:
     return root, root / f"{FOLDER_PREFIX}{index:06d}"
 
 
-def _calculator_identity(calculator: Any, calc: Any) -> Any:
-    if isinstance(calculator, (str, tuple, list)):
-        return calculator
-    return [type(calc).__module__, type(calc).__qualname__,
-            dict(getattr(calc, "parameters", {}) or {})]
+def _calculator_identity(calculator: Any, calc: Any) -> str:
+    """The calculator as records describe it (its class and parameters), as text."""
+    from ..calculators import describe_calculator
+    from ..records.describe import Describer, canonical_json
+
+    try:
+        return canonical_json(describe_calculator(calculator, Describer()))
+    except Exception:  # noqa: BLE001 - a calculator records cannot describe: its type
+        return f"{type(calc).__module__}.{type(calc).__qualname__}"
 
 
-def _state_digest(atoms: Atoms, settings: dict, hop_seed: int, calculator_identity: Any) -> str:
+def _state_digest(atoms: Atoms, settings: dict, hop_seed: int, calculator_identity: str) -> str:
     text = json.dumps({"numbers": atoms.numbers.tolist(),
                        "positions": atoms.positions.tolist(),
                        "cell": atoms.cell.array.tolist(), "pbc": atoms.pbc.tolist(),
