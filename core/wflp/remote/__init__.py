@@ -20,13 +20,16 @@ the jobs it submitted before (wflp.remote.jobs). See docs/remote.md.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ParameterError
 
 _managers: dict = {}
+# final states of a job (wflp.remote.scheduler.FINAL_STATES, by value: no import needed)
+_FINAL = frozenset({"succeeded", "failed", "cancelled", "timeout", "out_of_memory",
+                    "node_failure"})
 
 
 def manager() -> Any:
@@ -112,9 +115,14 @@ class Job:
 
     @property
     def state(self) -> str:
-        """The current state (asks the scheduler if the job is not finished)."""
-        self._row = self._jobs.refresh([self._row])[0]
-        return self._row.state
+        """The current state: asks the scheduler if the job is not finished and its system
+        was not asked less than a poll interval ago (one status call answers for all jobs
+        of a system), else what the last answer said."""
+        row = self._jobs.store.get(self._row.id) or self._row
+        if row.state not in _FINAL and not self._jobs.polled_recently(row.system):
+            row = self._jobs.refresh([row])[0]
+        self._row = row
+        return row.state
 
     def wait(self, timeout: Any = None) -> Job:
         from .config import parse_duration
@@ -137,6 +145,30 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<wflp job {self.id} {self.name!r} on {self._row.system}: {self._row.state}>"
+
+
+def as_completed(jobs: Iterable[Job], timeout: Any = None) -> Iterator[Job]:
+    """Yield each job as it finishes (succeeded or not), polling each system once per
+    interval for all of its jobs; RemoteTimeoutError after *timeout* ("2h", seconds)."""
+    from .config import parse_duration
+
+    jobs = list(jobs)
+    by_id = {j.id: j for j in jobs}
+    seconds = parse_duration(timeout, "timeout") if timeout is not None else None
+    manager_ = jobs[0]._jobs if jobs else manager()
+    for row in manager_.wait([j._row for j in jobs], seconds):
+        job = by_id[row.id]
+        job._row = row
+        yield job
+
+
+def wait_all(jobs: Iterable[Job], timeout: Any = None) -> list:
+    """Wait for every job (one status call per system and interval for all of them);
+    returns their results in the order given, re-raising the first failure."""
+    jobs = list(jobs)
+    for _ in as_completed(jobs, timeout):
+        pass
+    return [job.result() for job in jobs]
 
 
 def submit(func: Callable, args: Sequence = (), kwargs: Optional[dict] = None, *,
@@ -184,4 +216,4 @@ def submit(func: Callable, args: Sequence = (), kwargs: Optional[dict] = None, *
     return Job(jobs.submit(spec, resubmit_failed=resubmit_failed), jobs)
 
 
-__all__ = ["Job", "RemoteInfo", "manager", "submit"]
+__all__ = ["Job", "RemoteInfo", "as_completed", "manager", "submit", "wait_all"]

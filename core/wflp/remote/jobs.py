@@ -51,6 +51,9 @@ from .scheduler import (
 from .store import PREPARING, SUBMITTING, JobRow, JobStore, wflp_home
 from .transport import Transport, transport_for
 
+# the states of submitted jobs that a status call may still change
+_ACTIVE = [s.value for s in JobState if not s.final]
+
 log = logging.getLogger("wflp")
 
 TEST_EXIT_AFTER_SUBMIT = "WFLP_TEST_EXIT_AFTER_SUBMIT"  # fault tests: die before storing the id
@@ -126,6 +129,7 @@ class JobManager:
         self.store = store or JobStore()
         self.status_calls: dict[str, int] = {}     # system -> scheduler status calls made
         self._last_poll: dict[str, float] = {}
+        self.polls: dict[str, int] = {}            # system -> polls (each one status call)
         self._systems: dict[str, SystemConfig] = {}
 
     # -- systems ------------------------------------------------------------------------------
@@ -240,16 +244,27 @@ class JobManager:
 
     # -- states ---------------------------------------------------------------------------------
     def refresh(self, rows: Iterable[JobRow]) -> list[JobRow]:
-        """Ask each system once about its unfinished jobs; update and return the rows."""
+        """Ask each system of *rows* once about all its unfinished jobs in the store (one
+        status call updates every one of them, so other waiters find theirs decided);
+        update and return the rows."""
         rows = list(rows)
-        by_system: dict[str, list[JobRow]] = {}
-        for r in rows:
-            if not _is_final(r.state) and r.state not in (PREPARING,):
-                by_system.setdefault(r.system, []).append(r)
-        for name, group in by_system.items():
-            self._refresh_system(self.system(name), group)
+        asked = [r for r in rows if not _is_final(r.state) and r.state != PREPARING]
+        for name in sorted({r.system for r in asked}):
+            # the given rows, and every other submitted, unfinished job of the system
+            group = {r.id: r for r in self.store.select(states=_ACTIVE, system=name)
+                     if r.scheduler_id}
+            group.update({r.id: r for r in asked if r.system == name})
+            if group:
+                self._refresh_system(self.system(name), list(group.values()))
             self._last_poll[name] = time.monotonic()
+            self.polls[name] = self.polls.get(name, 0) + 1
         return [self.store.get(r.id) for r in rows]
+
+    def polled_recently(self, system: str, poll_interval: Optional[float] = None) -> bool:
+        """True if *system* was asked about its jobs less than an interval ago."""
+        last = self._last_poll.get(system)
+        interval = poll_interval or self.interval(self.system(system))
+        return last is not None and time.monotonic() - last < interval
 
     def _refresh_system(self, system: SystemConfig, rows: list[JobRow]) -> None:
         sched = scheduler_for(system)
@@ -310,10 +325,15 @@ class JobManager:
         poll_interval seconds); RemoteTimeoutError listing the others after *timeout*."""
         pending = {r.id: r for r in rows}
         deadline = time.monotonic() + timeout if timeout else None
-        for r in list(pending.values()):
-            if _is_final(r.state):
-                yield pending.pop(r.id)
         while pending:
+            # another wait, or a poll made for other jobs, may have decided them already
+            for job_id in list(pending):
+                row = self.store.get(job_id) or pending[job_id]
+                pending[job_id] = row
+                if _is_final(row.state):
+                    yield pending.pop(job_id)
+            if not pending:
+                return
             due = []
             for name in {r.system for r in pending.values()}:
                 interval = poll_interval or self.interval(self.system(name))
