@@ -91,6 +91,30 @@ def test_si_phonons_match_phonopy_run_directly(tmp_path):
     np.testing.assert_allclose(freqs, direct, rtol=1e-6, atol=1e-5)
 
 
+def test_band_structure_along_a_path_meets_the_qpoints(tmp_path):
+    displacements, frequencies = ops()
+    calculated = calculate(displacements([silicon()], OutputSpec(), supercell_matrix=2),
+                           OutputSpec(), calculator=Tersoff(SI))
+    gamma_x_l = [[0, 0, 0], [0.5, 0, 0.5]], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    [si] = list(frequencies(calculated, OutputSpec(tmp_path / "bands.xyz"), qpoints=QPOINTS,
+                            band_path=[gamma_x_l[0], gamma_x_l[1]], band_npoints=11))
+    bands = si.info["phonon_band_frequencies_THz"]
+    assert bands.shape == (22, 6) and si.info["phonon_band_qpoints"].shape == (22, 3)
+    np.testing.assert_allclose(si.info["phonon_band_qpoints"][[0, 10, 21]],
+                               [[0, 0, 0], [0.5, 0, 0.5], [0.5, 0.5, 0.5]], atol=1e-12)
+    points = si.info["phonon_frequencies_THz"]
+    np.testing.assert_allclose(bands[[0, 10, 21]], points, atol=1e-6)
+    assert np.all(np.diff(si.info["phonon_band_distances"][:11]) > 0)
+    # the acoustic branches rise from zero along Gamma-X
+    assert np.all(np.diff(bands[:11, 0]) > 0)
+    [back] = ase.io.read(tmp_path / "bands.xyz", ":")
+    np.testing.assert_allclose(back.info["phonon_band_frequencies_THz"], bands)
+    with pytest.raises(ParameterError, match="band_path must be"):
+        frequencies(calculated, OutputSpec(), band_path=[[[0, 0, 0]]])
+    with pytest.raises(ParameterError, match="give qpoints"):
+        frequencies(calculated, OutputSpec())
+
+
 def ase_atoms(cell):
     from ase import Atoms
 

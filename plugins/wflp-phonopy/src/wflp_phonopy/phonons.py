@@ -17,11 +17,15 @@ Calculate them with any calculator (wflp's ``calculate``), then
 groups the calculated supercells by ``phonopy_id`` (every member of a set must be
 there), builds the force constants and writes one configuration per set: its unit cell
 with ``info["phonon_qpoints"]`` (reduced coordinates of the unit cell's reciprocal
-lattice), ``info["phonon_frequencies_THz"]`` ([q][band], imaginary as negative), and
-``info["phonon_force_constants"]`` (phonopy's compact form, eV/A^2,
-[unit-cell atom][supercell atom][3][3]). ``forces_key`` is the arrays key of the
-forces (default: the one key ending in "forces", e.g. calculate's "emt_forces"). The
-force constants are symmetrized (translational invariance) unless ``symmetrize=False``.
+lattice), ``info["phonon_frequencies_THz"]`` ([q][band], imaginary as negative), with
+``band_path=[[q0, q1, ...], ...]`` (paths through q-points, ``band_npoints`` per
+segment, 51) a band structure in ``info["phonon_band_qpoints"]``,
+``info["phonon_band_distances"]`` (along the path, 1/A) and
+``info["phonon_band_frequencies_THz"]``, and ``info["phonon_force_constants"]``
+(phonopy's compact form, eV/A^2, [unit-cell atom][supercell atom][3][3]).
+``forces_key`` is the arrays key of the forces (default: the one key ending in
+"forces", e.g. calculate's "emt_forces"). The force constants are symmetrized
+(translational invariance) unless ``symmetrize=False``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import hashlib
 import inspect
 import json
 from collections.abc import Sequence
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any, Optional
 
 import numpy as np
@@ -129,8 +133,38 @@ def _qpoints(value: Any) -> np.ndarray:
     return q
 
 
+def _band_path(value: Any) -> list[np.ndarray]:
+    """[path][corner][3]: each path at least two q-points (reduced coordinates)."""
+    bad = ParameterError(
+        f"phonon_frequencies: band_path must be a list of paths, each a list of at least two "
+        f"q-points in reduced coordinates, e.g. [[[0, 0, 0], [0.5, 0, 0.5]]], got {value!r}")
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise bad
+    paths = []
+    for path in value:
+        try:
+            corners = np.asarray(path, dtype=float)
+        except (TypeError, ValueError):
+            raise bad from None
+        if corners.ndim != 2 or corners.shape[1] != 3 or len(corners) < 2 or \
+                not np.all(np.isfinite(corners)):
+            raise bad
+        paths.append(corners)
+    return paths
+
+
 def _check_frequencies(params: dict, seed: Optional[int]) -> None:
-    _qpoints(params["qpoints"])
+    if params["qpoints"] is None and params["band_path"] is None:
+        raise ParameterError("phonon_frequencies: give qpoints=[[0, 0, 0], ...] and/or "
+                             "band_path=[[[0, 0, 0], [0.5, 0, 0.5], ...]]")
+    if params["qpoints"] is not None:
+        _qpoints(params["qpoints"])
+    if params["band_path"] is not None:
+        _band_path(params["band_path"])
+    npoints = params["band_npoints"]
+    if isinstance(npoints, bool) or not isinstance(npoints, Integral) or npoints < 2:
+        raise ParameterError(f"phonon_frequencies: band_npoints must be a whole number >= 2, "
+                             f"got {npoints!r}")
     key = params["forces_key"]
     if key is not None and not isinstance(key, str):
         raise ParameterError(f"phonon_frequencies: forces_key must be an arrays key (e.g. "
@@ -140,8 +174,10 @@ def _check_frequencies(params: dict, seed: Optional[int]) -> None:
                              f"{params['symmetrize']!r}")
 
 
-def frequencies_of_set(item: Atoms, qpoints: Sequence[Sequence[float]],
-                       forces_key: Optional[str] = None, symmetrize: bool = True) -> Atoms:
+def frequencies_of_set(item: Atoms, qpoints: Optional[Sequence[Sequence[float]]] = None,
+                       forces_key: Optional[str] = None, symmetrize: bool = True,
+                       band_path: Optional[Sequence[Any]] = None,
+                       band_npoints: int = 51) -> Atoms:
     """Force constants and frequencies of one displacement set (gathered by the caller)."""
     dataset = item.info[f"{PREFIX}dataset"]
     forces = np.asarray(item.info[f"{PREFIX}forces"], dtype=float)
@@ -154,17 +190,27 @@ def frequencies_of_set(item: Atoms, qpoints: Sequence[Sequence[float]],
     phonon.produce_force_constants(calculate_full_force_constants=False)
     if symmetrize:
         phonon.symmetrize_force_constants()
-    q = _qpoints(qpoints)
-    phonon.run_qpoints(q)
-    result = getattr(phonon, "qpoints", None)
-    if result is None or not hasattr(result, "frequencies"):  # phonopy < 2.26
-        freqs = np.asarray(phonon.get_qpoints_dict()["frequencies"], dtype=float)
-    else:
-        freqs = np.asarray(result.frequencies, dtype=float)
     out = item.copy()
     out.info = {k: v for k, v in item.info.items() if k != f"{PREFIX}forces"}
-    out.info["phonon_qpoints"] = q
-    out.info["phonon_frequencies_THz"] = freqs
+    if qpoints is not None:
+        q = _qpoints(qpoints)
+        phonon.run_qpoints(q)
+        result = getattr(phonon, "qpoints", None)
+        if result is None or not hasattr(result, "frequencies"):  # phonopy < 2.26
+            freqs = np.asarray(phonon.get_qpoints_dict()["frequencies"], dtype=float)
+        else:
+            freqs = np.asarray(result.frequencies, dtype=float)
+        out.info["phonon_qpoints"] = q
+        out.info["phonon_frequencies_THz"] = freqs
+    if band_path is not None:
+        from phonopy.phonon.band_structure import get_band_qpoints
+
+        segments = get_band_qpoints(_band_path(band_path), npoints=int(band_npoints))
+        phonon.run_band_structure(segments)
+        band = phonon.band_structure
+        out.info["phonon_band_qpoints"] = np.concatenate(band.qpoints)
+        out.info["phonon_band_distances"] = np.concatenate(band.distances)
+        out.info["phonon_band_frequencies_THz"] = np.concatenate(band.frequencies)
     out.info["phonon_force_constants"] = np.asarray(phonon.force_constants)
     return out
 
