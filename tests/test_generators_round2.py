@@ -310,6 +310,13 @@ def test_minima_hopping_visits_minima_in_order(tmp_path):
     assert not (tmp_path / "mh.xyz.rundirs").exists()
 
 
+def test_minima_hopping_in_memory_leaves_no_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    minima = list(minima_hopping([cu_cluster(0)], OutputSpec(), **{**MH, "totalsteps": 1}))
+    assert [m.info["mh_hop"] for m in minima] == [0]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow  # several searches: about 5 s on an idle machine
 def test_minima_hopping_resumes_from_its_run_folder(tmp_path):
     """A search of 2 steps, continued to 3 in the same folder (as after a kill), does not

@@ -214,8 +214,12 @@ def minima_hopping(atoms: Atoms, calculator: Any, totalsteps: int = 10, T0: floa
         out.append(frame)
     if not keep_files:
         shutil.rmtree(folder, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            os.rmdir(root)  # the last one out removes the empty root
+        from ..calculators.fileio import DEFAULT_ROOT
+
+        for empty in (root, root.parent):  # the last one out removes the empty roots
+            if empty == root or empty == Path(DEFAULT_ROOT).absolute():
+                with contextlib.suppress(OSError):
+                    os.rmdir(empty)
     return out
 
 
