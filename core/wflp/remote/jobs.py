@@ -160,7 +160,11 @@ class JobManager:
             if resubmit_failed and row.state in _RETRYABLE:
                 return self.resubmit(row, spec)
             return row
-        self._prepare(row, spec)
+        try:
+            self._prepare(row, spec)
+        except BaseException:  # nothing was submitted (e.g. the SSH connection was refused):
+            self.store.delete(row.id)  # no row is left behind in "preparing"
+            raise
         return self._launch(row, spec)
 
     def _prepare(self, row: JobRow, spec: JobSpec) -> None:
@@ -432,6 +436,11 @@ class JobManager:
         for r in rows:
             if _is_final(r.state):
                 problems[r.id] = f"already {r.state}"
+            elif not r.scheduler_id and r.state == PREPARING:
+                # never submitted (its preparation failed): nothing runs, so it is cancelled
+                self.store.update(r.id, state=JobState.CANCELLED.value,
+                                  reason="cancelled before it was submitted",
+                                  finished=time.time())
             elif not r.scheduler_id:
                 problems[r.id] = "it has no scheduler id (not submitted)"
             else:
@@ -485,10 +494,16 @@ class JobManager:
         """Remove finished jobs: their directories (on the system and here) and rows."""
         removed = []
         for r in rows:
-            if not _is_final(r.state):
+            never_submitted = r.state == PREPARING and not r.scheduler_id
+            if not _is_final(r.state) and not never_submitted:
                 continue
             system = self.system(r.system)
-            transport_for(system).remove_tree(r.remote_dir)
+            try:
+                transport_for(system).remove_tree(r.remote_dir)
+            except Exception:
+                if not never_submitted:
+                    raise
+                # a row left in "preparing" by a refused connection: nothing is there
             if r.local_dir != r.remote_dir:
                 import shutil
 
