@@ -32,7 +32,7 @@ from ase.data import atomic_numbers, covalent_radii
 
 from ..engine.operation import Operation
 from ..errors import ParameterError
-from .isolated import DEFAULT_BOX, _elements_of, _sorted, _symbol, isolated_atom
+from .isolated import DEFAULT_BOX, _symbol, elements_to_generate, isolated_atom
 
 PAIR_SEPARATOR = "-"
 
@@ -122,18 +122,7 @@ class AtomsAndDimers(Operation):
         from ..configset import ConfigSet
 
         params = self.validate(args, kwargs, seed)
-        if params["elements"] is not None:
-            elements = _sorted([_symbol(e, "elements") for e in params["elements"]])
-        else:
-            if inputs is None:
-                raise ParameterError("atoms_and_dimers: give inputs (configurations or "
-                                     "chemical symbols) or elements=[...]")
-            if not isinstance(inputs, ConfigSet):
-                inputs = ConfigSet(inputs)
-            elements = _sorted(_elements_of(inputs))
-            if not elements:
-                raise ParameterError("atoms_and_dimers: the inputs hold no atoms; give "
-                                     "elements=[...]")
+        elements = elements_to_generate(self.name, params["elements"], inputs)
         params["elements"] = elements  # recorded: the output depends on this list only
         items = list(elements) if params["isolated_atoms"] else []
         items += [f"{a}{PAIR_SEPARATOR}{b}"

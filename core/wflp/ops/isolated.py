@@ -130,6 +130,24 @@ def isolated_atom(symbol: str, elements: Optional[Sequence[str]] = None,
     return atoms
 
 
+def elements_to_generate(name: str, elements: Any, inputs: Any) -> list[str]:
+    """The sorted chemical symbols a generator of atoms works on: *elements* if given,
+    else those of the input configurations (or symbols); ParameterError if none."""
+    from ..configset import ConfigSet
+
+    if elements is not None:
+        return _sorted([_symbol(e, "elements") for e in elements])
+    if inputs is None:
+        raise ParameterError(f"{name}: give inputs (configurations or chemical symbols) or "
+                             "elements=[...]")
+    if not isinstance(inputs, ConfigSet):
+        inputs = ConfigSet(inputs)
+    found = _sorted(_elements_of(inputs))
+    if not found:
+        raise ParameterError(f"{name}: the inputs hold no atoms; give elements=[...]")
+    return found
+
+
 class IsolatedAtoms(Operation):
     """The isolated_atoms generator: the items are the elements (see the module docstring)."""
 
@@ -138,18 +156,7 @@ class IsolatedAtoms(Operation):
         from ..configset import ConfigSet
 
         params = self.validate(args, kwargs, seed)
-        if params["elements"] is not None:
-            elements = _sorted([_symbol(e, "elements") for e in params["elements"]])
-        else:
-            if inputs is None:
-                raise ParameterError("isolated_atoms: give inputs (configurations or "
-                                     "chemical symbols) or elements=[...]")
-            if not isinstance(inputs, ConfigSet):
-                inputs = ConfigSet(inputs)
-            elements = _sorted(_elements_of(inputs))
-            if not elements:
-                raise ParameterError("isolated_atoms: the inputs hold no atoms; give "
-                                     "elements=[...]")
+        elements = elements_to_generate(self.name, params["elements"], inputs)
         params["elements"] = elements  # recorded: the output depends on this list only
         return super().__call__(ConfigSet.from_items(elements), outputs,
                                 autopara_info=autopara_info, **params)
