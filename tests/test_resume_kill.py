@@ -18,6 +18,7 @@ from pathlib import Path
 import ase.io
 import pytest
 from helpers import rattled_cu
+from wflp.testing import scaled
 
 N_ITEMS = 32
 CHUNK = 4
@@ -46,6 +47,10 @@ SCRIPT = textwrap.dedent("""
 
 CHUNK_RE = re.compile(r"^c-[0-9a-f]{8}-\d{6}-(\d{12})-(\d{12})-[0-9a-f]{16}\.xyz$")
 
+
+#: How long one whole run may take (about 1-2 s on an idle machine): generous for a loaded
+#: 2-core machine, times WFLP_TEST_TIMEOUT_SCALE.
+RUN_S = 120.0
 
 KILLED_WORKERS: list = []
 
@@ -138,6 +143,47 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
 
     alive = [p for p in KILLED_WORKERS if p.is_running() and p.status() != "zombie"]
     assert not alive, f"workers outlived their killed driver: {alive}"
+
+
+#: SCRIPT, SIGKILLed while it removes its stage after committing the output: rmtree has
+#: just deleted stage.json and one chunk file (its order is the directory's).
+KILLED_IN_RMTREE = textwrap.dedent("""
+    import os, shutil, signal
+
+    def rmtree_then_killed(path, *args, **kwargs):
+        if ".wflp-partial" in os.path.basename(path):
+            names = sorted(os.listdir(path))
+            for name in ["stage.json", names[0]]:
+                os.unlink(os.path.join(path, name))
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_rmtree(path, *args, **kwargs)
+
+    real_rmtree, shutil.rmtree = shutil.rmtree, rmtree_then_killed
+""") + SCRIPT
+
+
+def test_kill_while_the_stage_is_removed_keeps_the_committed_output(tmp_path):
+    """A kill part-way through removing the stage (after the output and its record were
+    committed) must not make the rerun distrust them: it computes nothing, and clears what
+    the kill left."""
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(8))
+    work = tmp_path / "w"
+    work.mkdir()
+    (tmp_path / "killed.py").write_text(KILLED_IN_RMTREE)
+    (tmp_path / "job.py").write_text(SCRIPT)
+    env = {**os.environ, "WFLP_PROGRESS": "0"}
+    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), str(work), "1"],
+                            capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    committed = (work / "out.xyz").read_bytes()
+    assert (work / "out.xyz.record.json").exists()
+    assert sorted(_calls(work)) == list(range(8))
+    rerun = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(work), "1"],
+                           capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(_calls(work)) == list(range(8))  # nothing computed again
+    assert (work / "out.xyz").read_bytes() == committed
+    assert not [p.name for p in work.iterdir() if ".wflp-partial" in p.name]
 
 
 def test_kill_between_output_rename_and_record_resumes(tmp_path):

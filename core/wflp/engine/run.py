@@ -168,6 +168,7 @@ class _Run:
         with store.lock():
             fingerprint = fingerprint_configset(self.inputs)
             record = self.record(fingerprint)
+            Stage.remove_leftovers(outputs.files[0])
             # a stage means an earlier run was interrupted, possibly while putting the
             # outputs in place: resume it rather than trust what is under the final names
             if not Stage.folder_for(outputs.files[0]).exists() and store.reusable(record):

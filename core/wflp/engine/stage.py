@@ -53,6 +53,7 @@ log = logging.getLogger("wflp")
 
 STAGE_SUFFIX = ".wflp-partial"
 STAGE_RECORD = "stage.json"
+_REMOVING = ".removing-"   # a stage being removed: .<output>.wflp-partial.removing-<token>
 EXTXYZ_FORMATS = ("extxyz", "xyz")
 _CHUNK_RE = re.compile(
     r"^c-([0-9a-f]{8})-(\d{6})-(\d{12})-(\d{12})-([0-9a-f]{16})\.xyz$")
@@ -184,6 +185,19 @@ class Stage:
             raise output_error("create the stage directory", folder, err) from None
         return cls(folder, token, label)
 
+    @classmethod
+    def remove_leftovers(cls, first_output: Path) -> None:
+        """Remove what a kill left of this output's stages while removing them (see
+        :meth:`remove`); the caller holds the output's lock."""
+        folder = cls.folder_for(first_output)
+        prefix = f"{folder.name}{_REMOVING}"
+        try:
+            names = [n for n in os.listdir(folder.parent) if n.startswith(prefix)]
+        except OSError:
+            return
+        for name in names:
+            _remove(folder.parent / name)
+
     @staticmethod
     def _read(folder: Path) -> tuple[Optional[str], Optional[Record]]:
         try:
@@ -294,7 +308,16 @@ class Stage:
         return produced
 
     def remove(self) -> None:
-        _remove(self.folder)
+        """Remove the stage, renamed away first: a kill part-way through never leaves a
+        stage without its record under the stage's name, which would make a rerun distrust
+        the output just committed and compute it all again. What a kill leaves under the
+        other name is removed by the next run on this output (remove_leftovers)."""
+        trash = self.folder.with_name(f"{self.folder.name}{_REMOVING}{self.token}")
+        try:
+            os.rename(self.folder, trash)
+        except OSError:
+            trash = self.folder
+        _remove(trash)
 
 
 def _scan(folder: Path, token: Optional[str], label: str = "wflp", clean: bool = False,
