@@ -103,13 +103,16 @@ def main(argv: list | None = None) -> int:
     parser.add_argument("--fitter", choices=sorted(FITTERS), default="gap")
     parser.add_argument("--out", type=Path, default=HERE / "mlip-output", help="output folder")
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
+    parser.add_argument("--executor", default=None,
+                        help="where the worker processes run: pool (default), or an "
+                             "executor a plugin registers, e.g. dask (wflp-dask)")
     parser.add_argument("--small", action="store_true",
                         help="reduced size for tests: 100 MD steps, 40 + 15 frames")
     args = parser.parse_args(argv)
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    pool = AutoparaInfo(num_python_subprocesses=args.processes)
+    pool = AutoparaInfo(num_python_subprocesses=args.processes, executor=args.executor)
     n_steps, n_train, n_test = (100, 40, 15) if args.small else (200, 100, 30)
     xtb = ("xtb", [], {"method": "GFN2-xTB"})
     fitter = args.fitter
