@@ -1,5 +1,8 @@
 """Queued jobs with the built-in local scheduler: configuration, submit, operations split into
-jobs, the store, states, cancel/resubmit/clean, the jobs command, and faults injected for real."""
+jobs, the store, states, cancel/resubmit/clean, the jobs command, and faults injected for real.
+
+Waits poll markers, files and states (wflp.testing.wait_until); every deadline is generous
+for a loaded 2-core machine and scaled by WFLP_TEST_TIMEOUT_SCALE (wflp.testing.scaled)."""
 
 from __future__ import annotations
 
@@ -34,6 +37,12 @@ from wflp.remote.config import (
 )
 from wflp.remote.jobs import RemoteJobError, RemoteTimeoutError
 from wflp.remote.store import JobStore
+from wflp.testing import scaled, wait_until
+from wflp.testing_remote import row_of, started
+
+#: How long a small job may take from submission to its result (a few seconds on an idle
+#: machine: a shell and two Python start-ups), times WFLP_TEST_TIMEOUT_SCALE.
+JOB_S = 120.0
 
 
 def add(a, b):
@@ -50,6 +59,17 @@ def nap(seconds, log=None):
             fd.write(f"{os.getpid()}\n")
     time.sleep(seconds)
     return seconds
+
+
+def held(gate, log, tag):
+    """Log "start TAG", wait until the file *gate* exists, log "end TAG"; return *tag*."""
+    with open(log, "a") as fd:
+        fd.write(f"start {tag}\n")
+    while not os.path.exists(gate):
+        time.sleep(0.05)
+    with open(log, "a") as fd:
+        fd.write(f"end {tag}\n")
+    return tag
 
 
 @pytest.fixture
@@ -128,7 +148,7 @@ def test_configuration_is_not_read_at_import(tmp_path):
             "print('imported')\n")
     (tmp_path / "wflp-systems.toml").write_text("this is not toml")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=60)
+                         text=True, timeout=scaled(60))
     assert out.returncode == 0 and out.stdout.strip() == "imported", out.stderr
 
 
@@ -136,7 +156,7 @@ def test_configuration_is_not_read_at_import(tmp_path):
 
 def test_function_job_result_and_resubmission_is_idempotent(ws):
     job = submit(add, args=(2, 3), system="ws", resources={"num_cores": 1, "max_time": "10m"})
-    assert job.result(timeout="1m") == 5
+    assert job.result(timeout=scaled(JOB_S)) == 5
     again = submit(add, args=(2, 3), system="ws", resources={"num_cores": 1, "max_time": "10m"})
     assert again.id == job.id and again.result() == 5  # found, not submitted twice
     other = submit(add, args=(2, 4), system="ws", resources={"num_cores": 1, "max_time": "10m"})
@@ -147,7 +167,7 @@ def test_function_job_result_and_resubmission_is_idempotent(ws):
 def test_remote_exception_is_raised_here_with_the_remote_traceback(ws):
     job = submit(boom, args=("bad input 42",), system="ws")
     with pytest.raises(ValueError, match="bad input 42") as err:
-        job.result(timeout="1m")
+        job.result(timeout=scaled(JOB_S))
     notes = "\n".join(getattr(err.value, "__notes__", []))
     assert "remote traceback" in notes and "in boom" in notes
     assert err.value.remote_job.state == "failed"
@@ -166,15 +186,12 @@ def test_job_directory_is_private_and_holds_the_call_and_markers(ws):
 def test_killed_job_is_reported_failed_with_its_stderr(ws):
     job = submit(nap, args=(60,), system="ws")
     row = manager().store.get(job.id)
-    deadline = time.time() + 20
-    while not (Path(row.remote_dir) / "started").exists():
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: (Path(row.remote_dir) / "started").exists(), JOB_S, "the job to start")
     os.killpg(int(row.scheduler_id), signal.SIGKILL)  # the whole job, as the OOM killer would
     with pytest.raises(RemoteJobError, match=rf"ended as failed \(the job's process ended "
                                              rf"without writing a result.*stderr "
                                              rf"{row.remote_dir}/stderr"):
-        job.result(timeout="1m")
+        job.result(timeout=scaled(JOB_S))
 
 
 def test_sigterm_reaching_the_call_first_is_left_to_the_scheduler(ws, tmp_path):
@@ -184,47 +201,59 @@ def test_sigterm_reaching_the_call_first_is_left_to_the_scheduler(ws, tmp_path):
     log = tmp_path / "pid.log"
     job = submit(nap, args=(60, str(log)), system="ws")
     row = manager().store.get(job.id)
-    deadline = time.time() + 20
-    while not log.exists() or not log.read_text().strip():
-        assert time.time() < deadline
-        time.sleep(0.05)
+    wait_until(lambda: log.exists() and log.read_text().endswith("\n"), JOB_S,
+               "the call to log its pid")
     os.kill(int(log.read_text().split()[0]), signal.SIGTERM)  # the call only
     with pytest.raises(RemoteJobError, match=r"ended as failed \(the job was terminated"):
-        job.result(timeout="1m")
+        job.result(timeout=scaled(JOB_S))
     markers = set(os.listdir(row.remote_dir))
     assert "terminated" in markers and "failed" not in markers
 
 
 def test_job_over_its_time_limit_is_a_timeout(ws):
-    job = submit(nap, args=(60,), system="ws", resources={"max_time": "2s"})
-    start = time.time()
+    bound = scaled(JOB_S)  # the job naps three times as long: only its limit can end it sooner
+    job = submit(nap, args=(3 * bound,), system="ws", resources={"max_time": "2s"})
+    start = time.monotonic()
     with pytest.raises(RemoteJobError, match="ended as timeout"):
-        job.result(timeout="1m")
-    assert time.time() - start < 30
+        job.result(timeout=bound)
+    assert time.monotonic() - start < bound
     assert manager().store.get(job.id).state == "timeout"
 
 
 def test_waiting_times_out_listing_the_jobs_then_a_rerun_waits_on(ws):
     job = submit(nap, args=(4,), system="ws")
     with pytest.raises(RemoteTimeoutError, match=r"1 job\(s\) still outstanding.*nap-"):
-        job.result(timeout=1)
-    assert submit(nap, args=(4,), system="ws").result(timeout="1m") == 4
+        job.result(timeout=1)  # a 4 s nap is outstanding after 1 s on any machine
+    assert submit(nap, args=(4,), system="ws").result(timeout=scaled(JOB_S)) == 4
 
 
 def test_core_limit_of_the_local_scheduler(ws, tmp_path):
     (ws / "wflp-systems.toml").write_text(
         (ws / "wflp-systems.toml").read_text() + "max_cores = 2\n")
-    jobs = [submit(nap, args=(1.5 + i * 0.001,), system="ws", resources={"num_cores": 1})
-            for i in range(3)]
-    time.sleep(0.8)
-    states = sorted(j.state for j in jobs)
-    assert states == ["queued", "running", "running"]  # the third waits for a free core
-    assert [j.result(timeout="1m") for j in jobs] == [1.5, 1.501, 1.502]
+    gate, log = tmp_path / "gate", tmp_path / "held.log"
+    jobs = [submit(held, args=(str(gate), str(log), i), system="ws",
+                   resources={"num_cores": 1}) for i in range(3)]
+
+    def two_run_one_waits():
+        waiting = [j for j in jobs
+                   if Path(row_of(j).remote_dir, "waiting").exists() and not started(j)]
+        return log.exists() and log.read_text().count("start") == 2 and len(waiting) == 1
+
+    try:  # the two jobs with a core are held at the gate until the states are checked
+        wait_until(two_run_one_waits, JOB_S, "two jobs running and one waiting for a core")
+        states = sorted(j.state for j in jobs)
+        assert states == ["queued", "running", "running"]  # the third waits for a free core
+    finally:
+        gate.touch()
+    assert [j.result(timeout=scaled(JOB_S)) for j in jobs] == [0, 1, 2]
+    events = log.read_text().split()[::2]  # "start" / "end", in the order they happened
+    starts = [i for i, e in enumerate(events) if e == "start"]
+    assert starts[2] > events.index("end"), events  # the third began once a core was free
 
 
 def test_cancel_then_resubmit(ws):
     job = submit(nap, args=(60,), system="ws")
-    time.sleep(0.5)
+    wait_until(lambda: started(job), JOB_S, "the job to start")  # cancel a running job
     job.cancel()
     assert manager().store.get(job.id).state == "cancelled"
     with pytest.raises(RemoteJobError, match="ended as cancelled"):
@@ -249,7 +278,7 @@ def test_one_status_call_per_poll_for_all_jobs(ws):
 
     jm._refresh_system = counting
     try:
-        done = list(jm.wait(rows, timeout=60))
+        done = list(jm.wait(rows, timeout=scaled(JOB_S)))
     finally:
         jm._refresh_system = original
     assert len(done) == 6
@@ -275,7 +304,7 @@ def test_store_is_safe_for_two_processes_at_once(tmp_path):
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(scaled(JOB_S))
         assert p.exitcode == 0
     rows = JobStore(path).select()
     assert sorted(r.key for r in rows) == [f"k-{i}" for i in range(5)]
@@ -306,8 +335,9 @@ def test_operation_split_into_jobs_gives_the_local_bytes(ws):
 
     ase.io.write("in.xyz", rattled_cu(40))
     map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), _scaled, args=(1.01,))
+    # 8 jobs of Python start-ups, two at a time on 2 cores
     remote = RemoteInfo(system="ws", job_name="scale", num_inputs_per_queued_job=5,
-                        resources={"num_cores": 1}, timeout="2m")
+                        resources={"num_cores": 1}, timeout=scaled(300))
     out = map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), _scaled, args=(1.01,),
               autopara_info=AutoparaInfo(remote_info=remote))
     assert Path("remote.xyz").read_bytes() == Path("local.xyz").read_bytes()
@@ -347,6 +377,7 @@ DRIVER = textwrap.dedent("""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
     from wflp.ops import map
+    from wflp.testing import scaled
 
     def slow(at):
         time.sleep(1.0)
@@ -355,7 +386,7 @@ DRIVER = textwrap.dedent("""
 
     if __name__ == "__main__":
         remote = RemoteInfo(system="ws", job_name="slow", num_inputs_per_queued_job=2,
-                            timeout="3m")
+                            timeout=scaled(300))
         map(ConfigSet("in.xyz"), OutputSpec(sys.argv[1]), slow,
             autopara_info=AutoparaInfo(remote_info=remote))
         print("finished")
@@ -375,15 +406,20 @@ def test_driver_killed_after_submitting_then_rerun_submits_nothing_and_collects(
     Path("driver.py").write_text(DRIVER)
     ase.io.write("in.xyz", rattled_cu(8))
     first = _driver()
-    deadline = time.time() + 60
     store = JobStore()
-    while len([r for r in store.select() if r.scheduler_id]) < 4:
-        assert time.time() < deadline, first.stderr.read() if first.poll() is not None else ""
-        time.sleep(0.05)
+
+    def submitted_all():
+        submitted = len([r for r in store.select() if r.scheduler_id])
+        if submitted < 4 and first.poll() is not None:
+            pytest.fail(f"the driver ended after submitting {submitted} jobs:\n"
+                        f"{first.communicate(timeout=scaled(JOB_S))[1]}")
+        return submitted >= 4
+
+    wait_until(submitted_all, JOB_S, "4 jobs submitted", interval=0.01)
     first.kill()  # SIGKILL, right after the 4th job was submitted
     first.wait()
     rerun = _driver()
-    out, err = rerun.communicate(timeout=120)
+    out, err = rerun.communicate(timeout=scaled(300))
     assert rerun.returncode == 0, err
     assert "submitted job" not in err  # nothing new
     assert len(store.select()) == 4
@@ -400,17 +436,19 @@ def test_driver_killed_between_submit_and_store_update_makes_no_duplicate(ws, tm
         logging.basicConfig(level=logging.INFO)
         from test_remote import nap
         from wflp.remote import submit
-        print(submit(nap, args=(2, {str(log)!r}), system="ws").result(timeout="1m"))
+        from wflp.testing import scaled
+        print(submit(nap, args=(2, {str(log)!r}), system="ws").result(timeout=scaled(120)))
     """)
     Path("submitter.py").write_text(script)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent)}
     dying = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
-                           env={**env, "WFLP_TEST_EXIT_AFTER_SUBMIT": "1"}, timeout=60)
+                           env={**env, "WFLP_TEST_EXIT_AFTER_SUBMIT": "1"},
+                           timeout=scaled(JOB_S))
     assert dying.returncode == 75  # died after the scheduler took the job
     [row] = JobStore().select()
     assert row.state == "submitting" and row.scheduler_id is None
     rerun = subprocess.run([sys.executable, "submitter.py"], capture_output=True, text=True,
-                           env=env, timeout=60)
+                           env=env, timeout=scaled(JOB_S + 60))
     assert rerun.returncode == 0, rerun.stderr
     assert rerun.stdout.strip() == "2"
     assert "was submitted before" in rerun.stderr or "ran already" in rerun.stderr
@@ -433,10 +471,7 @@ def test_jobs_command(ws):
     assert "add-" in only.stdout and "nap-" not in only.stdout
     shown = invoke("jobs", "show", str(done.id))
     assert f"stderr:       {manager().store.get(done.id).remote_dir}/stderr" in shown.stdout
-    deadline = time.time() + 20
-    while running.state != "running":
-        assert time.time() < deadline
-        time.sleep(0.1)
+    wait_until(lambda: running.state == "running", JOB_S, "the job to run")
     manager().status_calls.clear()
     synced = invoke("jobs", "sync")
     assert "1 jobs: 1 running (status calls: ws: 1)" in synced.stdout
@@ -483,7 +518,7 @@ def test_a_plugin_scheduler_and_a_plugin_command(ws, register_wflp_plugin):
     register_wflp_plugin(Plugin())
     (ws / "wflp-systems.toml").write_text(
         f'[systems.c]\nscheduler = "counting"\npython = "{sys.executable}"\n')
-    assert submit(add, args=(3, 4), system="c").result(timeout="1m") == 7
+    assert submit(add, args=(3, 4), system="c").result(timeout=scaled(JOB_S)) == 7
     assert calls  # the plugin's dialect was used
     import wflp.cli
 
@@ -504,7 +539,7 @@ def test_job_names_and_paths_with_shell_characters(tmp_path, remote_env):
     weird = tmp_path / "we ird 'q' \"d\" $(touch PWNED)"
     write_systems(remote_env, weird)
     job = submit(add, args=(1, 2), system="ws", job_name="x $(touch PWNED2) 'a' \"b\"")
-    assert job.result(timeout="1m") == 3
+    assert job.result(timeout=scaled(JOB_S)) == 3
     assert not list(tmp_path.rglob("PWNED*")) and not Path("PWNED").exists()
     assert " " not in job.name and "$" not in job.name
     row = manager().store.get(job.id)
