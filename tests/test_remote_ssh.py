@@ -1,5 +1,8 @@
 """Queued jobs on a system reached over SSH (a real sshd on 127.0.0.1, key-only, with a
-known_hosts entry): functions, operations, host keys, a dropped connection, odd names."""
+known_hosts entry): functions, operations, host keys, a dropped connection, odd names.
+
+Every deadline is generous for a loaded 2-core machine and scaled by WFLP_TEST_TIMEOUT_SCALE
+(wflp.testing.scaled)."""
 
 from __future__ import annotations
 
@@ -18,8 +21,13 @@ from remote_helpers import ssh_settings, write_systems
 from wflp import AutoparaInfo, ConfigSet, OutputSpec, RemoteInfo
 from wflp.remote import manager, submit
 from wflp.remote.transport import TransportError, close_transports
+from wflp.testing import scaled
 
 ROOT = Path(__file__).resolve().parents[1]
+
+#: How long a small job may take from submission to its result over SSH, times
+#: WFLP_TEST_TIMEOUT_SCALE.
+JOB_S = 120.0
 
 
 def add(a, b):
@@ -45,7 +53,7 @@ def ssh(remote_env, tmp_path):
 
 def test_function_job_over_ssh(ssh):
     job = submit(add, args=(20, 22), system="remote", resources={"max_time": "5m"})
-    assert job.result(timeout="1m") == 42
+    assert job.result(timeout=scaled(JOB_S)) == 42
     row = manager().store.get(job.id)
     assert stat.S_IMODE(os.stat(row.remote_dir).st_mode) == 0o700
     assert row.local_dir != row.remote_dir  # a local copy of what was sent
@@ -56,7 +64,7 @@ def test_operation_over_ssh_gives_the_local_bytes(ssh):
 
     ase.io.write("in.xyz", rattled_cu(12))
     map(ConfigSet("in.xyz"), OutputSpec("local.xyz"), _shift, args=(0.01,))
-    remote = RemoteInfo(system="remote", num_inputs_per_queued_job=4, timeout="2m")
+    remote = RemoteInfo(system="remote", num_inputs_per_queued_job=4, timeout=scaled(300))
     map(ConfigSet("in.xyz"), OutputSpec("remote.xyz"), _shift, args=(0.01,),
         autopara_info=AutoparaInfo(remote_info=remote))
     assert Path("remote.xyz").read_bytes() == Path("local.xyz").read_bytes()
@@ -91,7 +99,7 @@ def test_odd_names_and_paths_over_ssh(remote_env, tmp_path):
     weird = tmp_path / "a b 'q' $(touch PWNED)"
     write_systems(remote_env, weird, ssh=settings)
     job = submit(add, args=(2, 2), system="remote", job_name="n $(touch PWNED2) ';'")
-    assert job.result(timeout="1m") == 4
+    assert job.result(timeout=scaled(JOB_S)) == 4
     assert not list(tmp_path.rglob("PWNED*"))
     row = manager().store.get(job.id)
     assert row.remote_dir.startswith(str(weird))
@@ -111,17 +119,18 @@ def test_sshd_stopped_during_a_wait_then_restarted(ssh):
             proc.send_signal(signal.SIGKILL)
         except psutil.NoSuchProcess:
             pass
-    start = time.time()
+    bound = scaled(30)  # 2 attempts, one back-off; unbounded retries would go on to the wait's
+    start = time.monotonic()  # end (4 x bound) and fail there
     try:
         with pytest.raises(TransportError, match=r"cannot be reached after 2 attempts.*"
                                                  r"jobs already submitted are kept"):
-            job.result(timeout="1m")
-        assert time.time() - start < 30  # bounded retries
+            job.result(timeout=4 * bound)
+        assert time.monotonic() - start < bound  # bounded retries
     finally:
         env = {**os.environ, "WFLP_SSHD_DIR": ssh["dir"]}
         subprocess.run(["bash", str(ROOT / "scripts" / "services" / "sshd.sh"), "start"],
-                       check=True, env=env, capture_output=True)
+                       check=True, env=env, capture_output=True, timeout=scaled(JOB_S))
     close_transports()
     again = submit(nap, args=(3,), system="remote")  # the rerun: found, not resubmitted
     assert again.id == job.id
-    assert again.result(timeout="1m") == 3
+    assert again.result(timeout=scaled(JOB_S)) == 3
