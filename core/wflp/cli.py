@@ -241,6 +241,10 @@ from .records_cli import lineage_command, records_group  # noqa: E402  (light: c
 cli.add_command(records_group)
 cli.add_command(lineage_command)
 
+from .db_cli import db_group  # noqa: E402  (light: click only)
+
+cli.add_command(db_group)
+
 
 # -- run ----------------------------------------------------------------------------------
 
