@@ -58,7 +58,8 @@ def python_blocks(body: str) -> list[str]:
 
 
 def test_there_is_one_registration_hook_per_kind_and_the_commands_hook():
-    assert HOOKS == sorted([f"wflp_{kind}" for kind in types.KINDS] + ["wflp_commands"])
+    assert HOOKS == sorted([f"wflp_{kind}" for kind in types.KINDS]
+                           + ["wflp_commands", "wflp_panels"])
 
 
 @pytest.mark.parametrize("hook", HOOKS)

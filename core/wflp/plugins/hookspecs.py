@@ -250,3 +250,36 @@ def wflp_commands(cli: Any) -> None:
         >>> CliRunner().invoke(group, ["hello", "world"]).output
         'hello world\\n'
     """
+
+
+@hookspec
+def wflp_panels(output: Any, record: Any) -> Iterable[dict]:
+    """Contribute panels to the page of an output in ``wflp browse`` (plugin wflp-web):
+    *output* is the output's path (a file, or a fitted model's folder), *record* its
+    ``wflp.records.Record`` (or None). Return the panels for the outputs the plugin knows,
+    else nothing. A panel is a dict: ``title`` (str) and any of ``text`` (str), ``table``
+    (rows of cells; everything is escaped) and ``images`` (paths of PNG files, shown only
+    if inside the folder being served). A hook that raises is logged and its panels left
+    out; the page is still shown.
+
+    Example: a panel with the number of lines of every output file::
+
+        >>> import pathlib, tempfile
+        >>> from wflp import hookimpl
+        >>> from wflp.plugins import WflpPluginManager
+        >>> class LinesPlugin:
+        ...     @hookimpl
+        ...     def wflp_panels(self, output, record):
+        ...         if pathlib.Path(output).is_file():
+        ...             n = len(pathlib.Path(output).read_text().splitlines())
+        ...             return [{"title": "Lines", "table": [["lines", n]]}]
+        ...         return []
+        >>> pm = WflpPluginManager(entry_points=())
+        >>> pm.register_plugin(LinesPlugin())
+        'LinesPlugin'
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = pathlib.Path(tmp) / "out.xyz"
+        ...     _ = path.write_text("1\\n\\nH 0 0 0\\n")
+        ...     pm.pm.hook.wflp_panels(output=path, record=None)
+        [[{'title': 'Lines', 'table': [['lines', 3]]}]]
+    """
