@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE))
 import mlip_from_smiles as demo  # noqa: E402  (the README demo, next to this file)
 from wflp import AutoparaInfo, ConfigSet, OutputSpec  # noqa: E402
 from wflp.analysis import error_report  # noqa: E402
+from wflp.errors import RecordMismatchError, WflpError  # noqa: E402
 from wflp.iterate import Iteration, iterate  # noqa: E402
 from wflp.ops import FittedModel, OutputModel, calculate, fit, md, select_cur  # noqa: E402
 from wflp.plugins import get_generator  # noqa: E402
@@ -153,7 +154,22 @@ def main(argv: list | None = None) -> int:
     args = parser.parse_args(argv)
     if args.processes < 1:
         parser.error(f"--processes must be >= 1, got {args.processes}")
+    for name, folder in (("--out", args.out), ("--demo-out", args.demo_out)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            parser.error(f"{name} {str(folder)!r} is a file; name a folder (created if missing)")
+    try:
+        return run(args)
+    except RecordMismatchError as err:
+        print(f"iterative_fit.py: {err}\n(--small and full runs cannot share a folder: give "
+              "each its own --out, and --demo-out for the full run if the demo's folder holds "
+              "another size)", file=sys.stderr)
+    except WflpError as err:
+        print(f"iterative_fit.py: {err}", file=sys.stderr)
+    return 1
 
+
+def run(args: argparse.Namespace) -> int:
+    """The demo, three iterations, the table and the plot (see the module docstring)."""
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     demo_out = args.demo_out or (out / "demo-small" if args.small else

@@ -134,3 +134,20 @@ def test_the_iterative_example_resumes_after_kill_9_and_reruns_from_its_records(
     assert all(state == "reused" for _name, state in steps), steps
     assert "every step reused its output" in again
     assert json.loads((out / "errors_by_iteration.json").read_text()) == summary
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--processes", "0"], "--processes must be >= 1, got 0"),
+    (["--out", "{file}"], "--out '{file}' is a file; name a folder"),
+], ids=["processes-0", "out-is-a-file"])
+def test_bad_arguments_exit_2_naming_the_argument_before_any_work(tmp_path, argv, message):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    argv = [a.format(file=taken) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, str(EXAMPLE), "--small", *argv],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert message.format(file=taken) in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]  # nothing written
