@@ -237,6 +237,10 @@ def create_app(source: os.PathLike | str) -> Flask:
     source = Path(source)
     app = Flask("wflp_web", template_folder=str(Path(__file__).parent / "templates"))
     app.config["MAX_CONTENT_LENGTH"] = 0
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        return Response(status=204)   # none; and no 404 in the browser's console
     if source.is_file() and source.suffix == ".db":
         from .dbsource import register_db_pages
 
