@@ -102,13 +102,18 @@ def test_builtins_resolve_without_the_registry(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(FIXTURES))
     monkeypatch.setenv("WFLP_STRICT_PLUGINS", "1")
     monkeypatch.setattr(manager, "iter_entry_points", lambda: [ep("wflpfix_broken")])
-    with pytest.raises(PluginError, match="wflp-fix-broken"):  # the registry is broken
-        plugins.get_calculator("emt")
-    assert isinstance(resolve_executor(AutoparaInfo().resolved()), SerialExecutor)
-    assert isinstance(resolve_executor(AutoparaInfo(num_python_subprocesses=2)
-                                       .resolved()), PoolExecutor)
-    got = calculate(rattled_cu(3), OutputSpec(), calculator=EMT())  # a plain calculate
-    assert len(got) == 3 and all("EMT_energy" in a.info for a in got)
+    plugins.reset_plugin_manager()  # the process-wide one, loaded afresh from the above
+    try:
+        with pytest.raises(PluginError, match="wflp-fix-broken"):  # the registry is broken
+            plugins.get_calculator("emt")
+        assert isinstance(resolve_executor(AutoparaInfo().resolved()), SerialExecutor)
+        assert isinstance(resolve_executor(AutoparaInfo(num_python_subprocesses=2)
+                                           .resolved()), PoolExecutor)
+        got = calculate(rattled_cu(3), OutputSpec(), calculator=EMT())  # a plain calculate
+        assert len(got) == 3 and all("EMT_energy" in a.info for a in got)
+    finally:
+        monkeypatch.undo()
+        plugins.reset_plugin_manager()
 
 
 def test_a_task_size_that_is_not_a_whole_block_is_said(tmp_path, caplog):
