@@ -31,8 +31,10 @@ PREFIX = (["env", f"PATH={PBS_PREFIX}/usr/bin:/usr/local/bin:/usr/sbin:/usr/bin:
 
 def pbs(*argv: str, check: bool = False) -> subprocess.CompletedProcess:
     """A PBS command with the test prefix."""
-    return subprocess.run([*PREFIX, *argv], capture_output=True, text=True, timeout=60,
-                          check=check)
+    from wflp.testing import scaled
+
+    return subprocess.run([*PREFIX, *argv], capture_output=True, text=True,
+                          timeout=scaled(60), check=check)
 
 
 def require_pbs() -> None:

@@ -26,8 +26,10 @@ PREFIX = shlex.split(os.environ.get("WFLP_TEST_SGE_PREFIX", "ip netns exec sge")
 
 def sge(*argv: str, check: bool = False) -> subprocess.CompletedProcess:
     """A Grid Engine command with the test prefix."""
-    return subprocess.run([*PREFIX, *argv], capture_output=True, text=True, timeout=60,
-                          check=check)
+    from wflp.testing import scaled
+
+    return subprocess.run([*PREFIX, *argv], capture_output=True, text=True,
+                          timeout=scaled(60), check=check)
 
 
 def require_sge() -> None:

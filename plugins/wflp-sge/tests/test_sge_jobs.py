@@ -16,6 +16,7 @@ import pytest
 from sge_helpers import ROOT, require_sge, sge
 from wflp.remote import manager, submit
 from wflp.remote.jobs import RemoteJobError
+from wflp.testing import scaled
 from wflp.testing_remote import (
     add,
     check_killed_between_submit_and_store_makes_no_duplicate,
@@ -48,13 +49,13 @@ def qacct(job_id):
 
 def test_function_job_result_comes_back(system):
     job = submit(add, args=(20, 22), system=system, resources={"max_time": "5m"})
-    assert job.result(timeout="2m") == 42
+    assert job.result(timeout=scaled(120)) == 42
     row = row_of(job)
     assert re.fullmatch(r"\d+", row.scheduler_id)
     script = Path(row.remote_dir, "job.sh").read_text()
     assert "#$ -l h_rt=0:05:00" in script and f"#$ -N {row.name}" in script
     # Grid Engine ran it, and its accounting says it ended well
-    record = wait_until(lambda: qacct(row.scheduler_id).get("exit_status"), 30, "qacct")
+    record = wait_until(lambda: qacct(row.scheduler_id).get("exit_status"), 60, "qacct")
     assert record.startswith("0") and qacct(row.scheduler_id)["failed"].startswith("0")
     again = submit(add, args=(20, 22), system=system, resources={"max_time": "5m"})
     assert again.id == job.id and again.result() == 42  # found, not submitted again
@@ -76,16 +77,16 @@ def test_cancel_by_wflp_and_by_qdel(system):
     sge("qdel", row_of(theirs).scheduler_id, check=True)
     with pytest.raises(RemoteJobError, match=r"ended as cancelled \(qacct: failed 100 "
                                              r"\(assumedly after job\), exit_status 137"):
-        theirs.result(timeout="1m")  # qacct's word: no wflp marker asked for it
+        theirs.result(timeout=scaled(60))  # qacct's word: no wflp marker asked for it
 
 
 def test_cancelling_jobs_grid_engine_cannot_cancel_is_reported(system):
     from wflp.remote.jobs import scheduler_for
 
     done = submit(add, args=(1, 2), system=system)
-    done.result(timeout="2m")
+    done.result(timeout=scaled(120))
     finished = row_of(done).scheduler_id
-    wait_until(lambda: qstat_state(finished) in ("z", ""), 30, "the job to end")
+    wait_until(lambda: qstat_state(finished) in ("z", ""), 60, "the job to end")
     config = manager().system(system)
     sched = scheduler_for(config)
     ids = [finished, "999991"]
@@ -102,7 +103,7 @@ def test_nonzero_exit_is_failed_with_the_stderr_path(system):
     with pytest.raises(RemoteJobError, match=rf"ended as failed \(the job's process exited "
                                              rf"with status 3\).*stderr "
                                              rf"{re.escape(row.remote_dir)}/stderr"):
-        job.result(timeout="2m")
+        job.result(timeout=scaled(120))
 
 
 def test_a_job_that_cannot_start_python_is_failed_by_its_accounting(system):
@@ -112,7 +113,7 @@ def test_a_job_that_cannot_start_python_is_failed_by_its_accounting(system):
     job = submit(add, args=(1, 2), system=system, resources={"max_time": "5m"})
     with pytest.raises(RemoteJobError, match=r"ended as failed \(qacct: failed 0, "
                                              r"exit_status 127\)"):
-        job.result(timeout="2m")
+        job.result(timeout=scaled(120))
     assert "not found" in Path(row_of(job).remote_dir, "stderr").read_text()
 
 
@@ -124,8 +125,8 @@ def test_job_over_its_h_rt_is_a_timeout(both):
     for job in jobs:
         with pytest.raises(RemoteJobError, match=r"ended as timeout \(qacct: failed 37 "
                                                  r"\(qmaster enforced h_rt.*h_rt 30"):
-            job.result(timeout="3m")
-    assert 28 < time.monotonic() - start < 120
+            job.result(timeout=scaled(180))
+    assert 28 < time.monotonic() - start < scaled(120)  # qmaster's kill comes past the 30s
 
 
 # -- a killed driver --------------------------------------------------------------------------
@@ -144,10 +145,10 @@ def test_held_suspended_and_error_jobs(system, tmp_path):
     slots = sge("qconf", "-sq", "all.q", check=True).stdout
     n = int(re.search(r"(?m)^slots\s+(\d+)", slots).group(1))
     blocker = sge("qsub", "-terse", "-b", "y", "-pe", "smp", str(n), "-o", "/dev/null",
-                  "-e", "/dev/null", "sleep", "120", check=True).stdout.strip()
+                  "-e", "/dev/null", "sleep", f"{scaled(600):.0f}", check=True).stdout.strip()
     try:
         wait_until(lambda: qstat_state(blocker) == "r", 60, "the blocker to run")
-        job = submit(nap, args=(120, "held"), system=system, resources={"max_time": "10m"})
+        job = submit(nap, args=(600, "held"), system=system, resources={"max_time": "10m"})
         broken = submit(nap, args=(1, "broken"), system=system, resources={"max_time": "10m"})
         assert job.state == "queued" and row_of(job).reason == "qw"
         sge("qhold", row_of(job).scheduler_id, check=True)
@@ -163,7 +164,7 @@ def test_held_suspended_and_error_jobs(system, tmp_path):
                                              r"not start: error: can't chdir to .*No such "
                                              r"file or directory.*"
                                              rf"qdel {row_of(broken).scheduler_id}"):
-        broken.result(timeout="1m")
+        broken.result(timeout=scaled(60))
     assert qstat_state(row_of(broken).scheduler_id) == "Eqw"  # still queued, in error
     wait_until(lambda: job.state == "running" and started(job), 60, "the job to run")
     sge("qmod", "-sj", row_of(job).scheduler_id, check=True)
@@ -186,11 +187,11 @@ def test_a_failing_qstat_is_a_clear_error(project, tmp_path):
     manager()._systems.clear()
     with pytest.raises(SchedulerError, match=r"qstat failed: `.*SGE_CELL=nonexistent.*qstat "
                                              r"-s prsz -u '\*' -xml` exited with 1: .*"):
-        job.result(timeout="1m")
+        job.result(timeout=scaled(60))
 
 
 def test_the_services_script_reports_grid_engine_alive():
     require_sge()
     out = subprocess.run(["bash", str(ROOT / "scripts" / "services" / "sge.sh"), "status"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=scaled(60))
     assert out.returncode == 0

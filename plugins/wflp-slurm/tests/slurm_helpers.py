@@ -21,7 +21,9 @@ HOW_SACCT = ("start the test Slurm with accounting: WITH_DBD=1 bash scripts/serv
 
 def _run(argv: list[str]) -> Optional[subprocess.CompletedProcess]:
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        from wflp.testing import scaled
+
+        return subprocess.run(argv, capture_output=True, text=True, timeout=scaled(60))
     except (OSError, subprocess.TimeoutExpired):
         return None
 

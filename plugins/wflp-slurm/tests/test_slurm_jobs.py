@@ -15,6 +15,7 @@ import pytest
 from slurm_helpers import ROOT, require_sacct, require_slurm, write_systems
 from wflp.remote import manager, submit
 from wflp.remote.jobs import RemoteJobError
+from wflp.testing import scaled
 from wflp.testing_remote import (
     add,
     check_killed_between_submit_and_store_makes_no_duplicate,
@@ -31,7 +32,7 @@ from wflp.testing_remote import (
 
 def squeue(job_id):
     out = subprocess.run(["squeue", "-h", "-t", "all", "-j", f"{job_id},{job_id}", "-o", "%T"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=scaled(60))
     return out.stdout.strip()
 
 
@@ -40,11 +41,11 @@ def squeue(job_id):
 def test_function_job_result_comes_back(system):
     job = submit(add, args=(20, 22), system=system,
                  resources={"max_time": "5m", "max_memory": "500M"})
-    assert job.result(timeout="2m") == 42
+    assert job.result(timeout=scaled(120)) == 42
     row = row_of(job)
     assert re.fullmatch(r"\d+", row.scheduler_id)
     # the result comes with the job's marker, a moment before Slurm sees the job end
-    wait_until(lambda: squeue(row.scheduler_id) == "COMPLETED", 30, "Slurm to say COMPLETED")
+    wait_until(lambda: squeue(row.scheduler_id) == "COMPLETED", 60, "Slurm to say COMPLETED")
     script = Path(row.remote_dir, "job.sh").read_text()
     assert "#SBATCH --time=0-00:05:00" in script and "#SBATCH --mem=500M" in script
     assert f"#SBATCH --job-name={row.name}" in script
@@ -66,9 +67,9 @@ def test_cancel_by_wflp_and_by_scancel(system):
     wait_until(lambda: started(ours) and started(theirs), 60, "both jobs to start")
     ours.cancel()
     assert row_of(ours).state == "cancelled"
-    subprocess.run(["scancel", row_of(theirs).scheduler_id], check=True, timeout=60)
+    subprocess.run(["scancel", row_of(theirs).scheduler_id], check=True, timeout=scaled(60))
     with pytest.raises(RemoteJobError, match=r"ended as cancelled \(CANCELLED"):
-        theirs.result(timeout="1m")  # Slurm's word: no wflp marker asked for it
+        theirs.result(timeout=scaled(60))  # Slurm's word: no wflp marker asked for it
     assert squeue(row_of(ours).scheduler_id) == "CANCELLED"
 
 
@@ -76,10 +77,10 @@ def test_cancelling_jobs_slurm_cannot_cancel_is_reported(system):
     from wflp.remote.jobs import scheduler_for
 
     done = submit(add, args=(1, 2), system=system)
-    done.result(timeout="2m")
+    done.result(timeout=scaled(120))
     finished = row_of(done).scheduler_id
     # the result comes with the job's marker, a moment before Slurm sees the job end
-    wait_until(lambda: squeue(finished) in ("COMPLETING", "COMPLETED"), 30, "the job's end")
+    wait_until(lambda: squeue(finished) in ("COMPLETING", "COMPLETED"), 60, "the job's end")
     config = manager().system(system)
     sched = scheduler_for(config)
     ids = [finished, "999999991"]
@@ -97,8 +98,8 @@ def test_nonzero_exit_is_failed_with_the_stderr_path(system):
     with pytest.raises(RemoteJobError, match=rf"ended as failed \(the job's process exited "
                                              rf"with status 3\).*stderr "
                                              rf"{re.escape(row.remote_dir)}/stderr"):
-        job.result(timeout="2m")
-    wait_until(lambda: squeue(row.scheduler_id) == "FAILED", 30, "Slurm to say FAILED")
+        job.result(timeout=scaled(120))
+    wait_until(lambda: squeue(row.scheduler_id) == "FAILED", 60, "Slurm to say FAILED")
 
 
 def test_a_job_that_cannot_start_python_is_failed_with_its_stderr(system, tmp_path):
@@ -109,7 +110,7 @@ def test_a_job_that_cannot_start_python_is_failed_with_its_stderr(system, tmp_pa
     with pytest.raises(RemoteJobError, match=r"ended as failed \(FAILED \(NonZeroExitCode\); "
                                              r"its stderr ends: .*/nonexistent/python3.*"
                                              r"not found"):
-        job.result(timeout="2m")
+        job.result(timeout=scaled(120))
 
 
 def test_memory_kill_is_out_of_memory(system):
@@ -117,7 +118,7 @@ def test_memory_kill_is_out_of_memory(system):
                  resources={"max_time": "5m", "max_memory": "200M"})
     with pytest.raises(RemoteJobError, match=r"ended as out_of_memory \(FAILED.*Slurm killed "
                                              r"it for its memory"):
-        job.result(timeout="2m")
+        job.result(timeout=scaled(120))
     row = row_of(job)
     assert "xceeded" in Path(row.remote_dir, "stderr").read_text()  # slurmstepd said so
     assert squeue(row.scheduler_id) == "FAILED"  # what Slurm itself calls it, without cgroups
@@ -130,11 +131,11 @@ def test_job_over_a_one_minute_walltime_is_a_timeout(both):
             for name in both]  # here and over SSH at once: the wait is Slurm's
     for job in jobs:
         with pytest.raises(RemoteJobError, match=r"ended as timeout"):
-            job.result(timeout="4m")
+            job.result(timeout=scaled(240))
         row = row_of(job)
         assert squeue(row.scheduler_id) == "TIMEOUT"
         assert Path(row.remote_dir, "terminated").exists()  # SIGTERM reached the runner
-    assert 55 < time.monotonic() - start < 200
+    assert 55 < time.monotonic() - start < scaled(200)  # Slurm's kill comes past the 1m
 
 
 # -- a killed driver --------------------------------------------------------------------------
@@ -151,25 +152,28 @@ def test_driver_killed_between_submit_and_storing_the_id_makes_no_duplicate(syst
 
 def test_held_and_suspended_jobs(system):
     cpus = int(subprocess.run(["sinfo", "-h", "-o", "%c"], capture_output=True, text=True,
-                              timeout=60).stdout.split()[0])
+                              timeout=scaled(60)).stdout.split()[0])
     blocker = subprocess.run(["sbatch", "--parsable", "-n", str(cpus), "-o", "/dev/null",
-                              "--wrap", "sleep 120"], capture_output=True, text=True,
-                             check=True, timeout=60).stdout.strip()
+                              "--wrap", f"sleep {scaled(600):.0f}"], capture_output=True, text=True,
+                             check=True, timeout=scaled(60)).stdout.strip()
     try:
         wait_until(lambda: squeue(blocker) == "RUNNING", 60, "the blocker to run")
-        job = submit(nap, args=(120, "held"), system=system, resources={"max_time": "10m"})
+        job = submit(nap, args=(600, "held"), system=system, resources={"max_time": "10m"})
         assert job.state == "queued"  # waits for the cores the blocker holds
-        subprocess.run(["scontrol", "hold", row_of(job).scheduler_id], check=True, timeout=60)
+        subprocess.run(["scontrol", "hold", row_of(job).scheduler_id], check=True,
+                       timeout=scaled(60))
         assert job.state == "held" and "JobHeld" in row_of(job).reason  # Admin, as root
         subprocess.run(["scontrol", "release", row_of(job).scheduler_id], check=True,
-                       timeout=60)
+                       timeout=scaled(60))
         assert job.state == "queued"
     finally:
-        subprocess.run(["scancel", blocker], timeout=60)
+        subprocess.run(["scancel", blocker], timeout=scaled(60))
     wait_until(lambda: job.state == "running" and started(job), 60, "the job to run")
-    subprocess.run(["scontrol", "suspend", row_of(job).scheduler_id], check=True, timeout=60)
+    subprocess.run(["scontrol", "suspend", row_of(job).scheduler_id], check=True,
+                   timeout=scaled(60))
     assert job.state == "held" and "suspended" in row_of(job).reason
-    subprocess.run(["scontrol", "resume", row_of(job).scheduler_id], check=True, timeout=60)
+    subprocess.run(["scontrol", "resume", row_of(job).scheduler_id], check=True,
+                   timeout=scaled(60))
     assert job.state == "running"
     job.cancel()
 
@@ -219,26 +223,26 @@ def test_jobs_squeue_forgot_are_decided_by_sacct_then_by_markers(project, tmp_pa
         command_prefix = ["env", "SLURM_CONF={no_acct}"]
     """)
     fine = submit(add, args=(1, 1), system="acct")
-    assert fine.result(timeout="2m") == 2   # its marker says so
+    assert fine.result(timeout=scaled(120)) == 2   # its marker says so
     killed = submit(nap, args=(300, "acct"), system="acct", resources={"max_time": "10m"})
     wait_until(lambda: started(killed), 60, "the job to start")
-    subprocess.run(["scancel", row_of(killed).scheduler_id], check=True, timeout=60)
+    subprocess.run(["scancel", row_of(killed).scheduler_id], check=True, timeout=scaled(60))
     with pytest.raises(RemoteJobError, match=r"ended as cancelled \(CANCELLED by \d+"):
-        killed.result(timeout="1m")  # from sacct: squeue was not asked about finished jobs
+        killed.result(timeout=scaled(60))  # from sacct: squeue was not asked about finished jobs
     crashed = submit(die, args=(5,), system="acct")
     with pytest.raises(RemoteJobError, match=r"ended as failed \(the job's process exited "
                                              r"with status 5\)"):
-        crashed.result(timeout="1m")
+        crashed.result(timeout=scaled(60))
     # no accounting: the markers decide, and a job that left none is unknown, not done
     lost = submit(nap, args=(300, "noacct"), system="noacct", resources={"max_time": "10m"})
     wait_until(lambda: started(lost), 60, "the job to start")
     subprocess.run(["scancel", "--signal=KILL", row_of(lost).scheduler_id], check=True,
-                   timeout=60)
+                   timeout=scaled(60))
     wait_until(lambda: squeue(row_of(lost).scheduler_id) == "CANCELLED", 60, "the kill")
     assert lost.state == "unknown"
     assert "no longer lists it" in row_of(lost).reason
     done = submit(add, args=(2, 2), system="noacct")
-    assert done.result(timeout="2m") == 4
+    assert done.result(timeout=scaled(120)) == 4
 
 
 def test_a_failing_sbatch_is_a_clear_error(project, tmp_path):
@@ -260,5 +264,5 @@ def test_a_failing_sbatch_is_a_clear_error(project, tmp_path):
 def test_the_services_script_reports_slurm_alive():
     require_slurm()
     out = subprocess.run(["bash", str(ROOT / "scripts" / "services" / "slurm.sh"), "status"],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=scaled(60))
     assert out.returncode == 0 and "is UP" in out.stdout
