@@ -254,8 +254,10 @@ def test_sigkill_of_the_driver_kills_its_workers_and_an_immediate_rerun_complete
 # -- 8. Ctrl-C with a stuck worker, and the per-item time limit ---------------------------------
 
 CLI_JOB = textwrap.dedent("""
-    import sys, time
+    import faulthandler, signal, sys, time
     from wflp import GeneratorSpec, hookimpl, operation
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # where it is, should it hang
     from wflp.cli import main
     from wflp.plugins import get_plugin_manager
 
@@ -305,7 +307,12 @@ def test_ctrl_c_with_a_stuck_worker_stops_at_once_and_keeps_finished_chunks(tmp_
         try:
             _out, err = proc.communicate(timeout=scaled(STOP_S))
         except subprocess.TimeoutExpired:
-            pytest.fail(f"still running {scaled(STOP_S):g} s after Ctrl-C")
+            os.kill(proc.pid, signal.SIGUSR1)  # its threads' stacks to its stderr
+            time.sleep(1)
+            os.killpg(proc.pid, signal.SIGKILL)
+            _out, err = proc.communicate()
+            pytest.fail(f"still running {scaled(STOP_S):g} s after Ctrl-C; its stderr:\n"
+                        f"{err[-8000:]}")
         assert time.monotonic() - sent < scaled(STOP_S)
     finally:
         if proc.poll() is None:
