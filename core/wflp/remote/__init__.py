@@ -124,6 +124,12 @@ class Job:
         self._row = row
         return row.state
 
+    def refresh(self) -> Job:
+        """Ask the scheduler now (one status call for all unfinished jobs of the system),
+        whatever the poll interval; returns the job, e.g. ``job.refresh().state``."""
+        self._row = self._jobs.refresh([self._jobs.store.get(self._row.id) or self._row])[0]
+        return self
+
     def wait(self, timeout: Any = None) -> Job:
         from .config import parse_duration
 
