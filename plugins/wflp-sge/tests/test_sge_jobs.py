@@ -150,11 +150,11 @@ def test_held_suspended_and_error_jobs(system, tmp_path):
         wait_until(lambda: qstat_state(blocker) == "r", 60, "the blocker to run")
         job = submit(nap, args=(600, "held"), system=system, resources={"max_time": "10m"})
         broken = submit(nap, args=(1, "broken"), system=system, resources={"max_time": "10m"})
-        assert job.state == "queued" and row_of(job).reason == "qw"
+        assert job.refresh().state == "queued" and row_of(job).reason == "qw"
         sge("qhold", row_of(job).scheduler_id, check=True)
-        assert job.state == "held" and row_of(job).reason == "hqw"
+        assert job.refresh().state == "held" and row_of(job).reason == "hqw"
         sge("qrls", row_of(job).scheduler_id, check=True)
-        assert job.state == "queued"
+        assert job.refresh().state == "queued"
         # a job whose working directory is gone: Grid Engine puts it in error (Eqw)
         folder = Path(row_of(broken).remote_dir)
         folder.rename(tmp_path / "moved-away")
@@ -168,9 +168,9 @@ def test_held_suspended_and_error_jobs(system, tmp_path):
     assert qstat_state(row_of(broken).scheduler_id) == "Eqw"  # still queued, in error
     wait_until(lambda: job.state == "running" and started(job), 60, "the job to run")
     sge("qmod", "-sj", row_of(job).scheduler_id, check=True)
-    assert job.state == "held" and "suspended" in row_of(job).reason
+    assert job.refresh().state == "held" and "suspended" in row_of(job).reason
     sge("qmod", "-usj", row_of(job).scheduler_id, check=True)
-    assert job.state == "running"
+    assert job.refresh().state == "running"
     job.cancel()
 
 

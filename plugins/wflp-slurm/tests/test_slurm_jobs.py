@@ -159,10 +159,10 @@ def test_held_and_suspended_jobs(system):
     try:
         wait_until(lambda: squeue(blocker) == "RUNNING", 60, "the blocker to run")
         job = submit(nap, args=(600, "held"), system=system, resources={"max_time": "10m"})
-        assert job.state == "queued"  # waits for the cores the blocker holds
+        assert job.refresh().state == "queued"  # waits for the cores the blocker holds
         subprocess.run(["scontrol", "hold", row_of(job).scheduler_id], check=True,
                        timeout=scaled(60))
-        assert job.state == "held" and "JobHeld" in row_of(job).reason  # Admin, as root
+        assert job.refresh().state == "held" and "JobHeld" in row_of(job).reason  # Admin, as root
         subprocess.run(["scontrol", "release", row_of(job).scheduler_id], check=True,
                        timeout=scaled(60))
         assert job.state == "queued"
