@@ -241,7 +241,7 @@ def test_core_limit_of_the_local_scheduler(ws, tmp_path):
 
     try:  # the two jobs with a core are held at the gate until the states are checked
         wait_until(two_run_one_waits, JOB_S, "two jobs running and one waiting for a core")
-        states = sorted(j.state for j in jobs)
+        states = sorted(j.refresh().state for j in jobs)  # now, not the last poll
         assert states == ["queued", "running", "running"]  # the third waits for a free core
     finally:
         gate.touch()
