@@ -165,16 +165,16 @@ def test_held_and_suspended_jobs(system):
         assert job.refresh().state == "held" and "JobHeld" in row_of(job).reason  # Admin, as root
         subprocess.run(["scontrol", "release", row_of(job).scheduler_id], check=True,
                        timeout=scaled(60))
-        assert job.state == "queued"
+        assert job.refresh().state == "queued"
     finally:
         subprocess.run(["scancel", blocker], timeout=scaled(60))
     wait_until(lambda: job.state == "running" and started(job), 60, "the job to run")
     subprocess.run(["scontrol", "suspend", row_of(job).scheduler_id], check=True,
                    timeout=scaled(60))
-    assert job.state == "held" and "suspended" in row_of(job).reason
+    assert job.refresh().state == "held" and "suspended" in row_of(job).reason
     subprocess.run(["scontrol", "resume", row_of(job).scheduler_id], check=True,
                    timeout=scaled(60))
-    assert job.state == "running"
+    assert job.refresh().state == "running"
     job.cancel()
 
 
