@@ -258,6 +258,9 @@ def test_kill_9_mid_collection_leaves_whole_outputs_and_a_rerun_completes(tmp_pa
     assert sum(partial.values()) % 100 == 0
     report = collect([folder], db_path)
     assert len(report.collected) == 6 - len(partial)
+    # ase's lock file, which a killed ase.db writer leaves behind, does not block anyone
+    Path(f"{db_path}.lock").write_text("left by a killed writer")
+    assert len(collect([folder], db_path).collected) == 0
     final = _check_consistent(db_path)
     assert final == {str(o): 100 for o in outputs}
 

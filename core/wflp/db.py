@@ -227,7 +227,11 @@ def connect(url: os.PathLike | str) -> Any:
     elif not text.endswith((".db", ".json")) and "://" not in text:
         raise InputError(f"--output {text!r}: give a file ending in .db (SQLite) or a "
                          "postgresql:// URL")
-    return ase.db.connect(text, type="db" if text.endswith(".db") else "extract_from_name")
+    # ase's own lock is a file that a killed writer leaves behind, and every later writer
+    # then waits for it for ever: SQLite's own locking (and collect's flock, which dies with
+    # its process) keep writers apart instead
+    return ase.db.connect(text, type="db" if text.endswith(".db") else "extract_from_name",
+                          use_lock_file=False)
 
 
 def collect(paths: Iterable[os.PathLike | str], db: Any,
@@ -237,9 +241,24 @@ def collect(paths: Iterable[os.PathLike | str], db: Any,
     docstring for the rows' layout. Outputs without a valid record, modified or missing
     since wflp wrote them, or that are not extended-XYZ files (model folders) are left
     out, and said so in the report."""
+    lock = None
+    if isinstance(db, (str, os.PathLike)) and "://" not in str(db):
+        from .records import OutputLock
+
+        lock = OutputLock(Path(os.path.abspath(db)), "wait", "wflp db collect")
+        lock.acquire()  # one collection into a database file at a time
+    try:
+        conn = connect(db) if isinstance(db, (str, os.PathLike)) else db
+        return _collect(paths, conn, calc_prefix)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _collect(paths: Iterable[os.PathLike | str], conn: Any,
+             calc_prefix: Optional[str]) -> CollectReport:
     from .records import query
 
-    conn = connect(db) if isinstance(db, (str, os.PathLike)) else db
     report = CollectReport()
     renamed: dict[str, str] = {}
     seen: set = set()
