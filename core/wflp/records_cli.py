@@ -150,7 +150,7 @@ def records_check(folder: str, as_json: bool) -> None:
     """Check every output under FOLDER against its record.
 
     Lists outputs modified or missing since wflp wrote them, records that cannot be
-    trusted, outputs whose inputs changed since (a rerun recomputes them), and outputs
+    trusted, outputs whose inputs changed since (a rerun refuses them unless overwrite), and outputs
     made under other versions of installed code (reused all the same, unless
     reuse="strict"). Exits with 1 if any output is modified, missing, untrusted or
     out of date, 0 otherwise.

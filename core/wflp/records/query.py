@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
-from ..errors import InputError, RecordError
+from ..errors import InputError, RecordError, RecordMismatchError
 from .fingerprint import sha256_file
 from .provenance import distribution_version
 from .record import (
@@ -64,7 +64,7 @@ def load(output: os.PathLike | str) -> tuple[Optional[Record], Optional[str], in
     fmt = data.get("record_format") if isinstance(data, dict) else None
     try:
         record = Record.from_json(data, rec_file.parent, repr(str(rec_file)))
-    except RecordError as err:
+    except (RecordError, RecordMismatchError) as err:  # damaged, edited, or another format
         return None, str(err), fmt if isinstance(fmt, int) else 0
     return record, None, fmt if isinstance(fmt, int) else 0
 
@@ -143,7 +143,8 @@ def status(output: os.PathLike | str) -> OutputStatus:
         path = Path(entry["file"])
         if path.is_file() and sha256_file(path) != entry.get("sha256"):
             st.state = "inputs-changed"
-            st.detail = f"its input {path} changed since it was used: a rerun recomputes"
+            st.detail = (f"its input {path} changed since it was used: a rerun is refused "
+                         "(RecordMismatchError) unless overwrite=True")
             return st
     return st
 

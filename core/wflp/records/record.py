@@ -334,8 +334,8 @@ def _check_checksum(data: dict, fmt: int, source: str) -> None:
         what = "parameters"
     if stored != actual:
         raise RecordError(
-            f"{source} was changed after wflp wrote it (its {what} no longer match the "
-            f"checksum {what}_sha256 written with them), so it cannot be trusted; delete it "
+            f"{source} was changed after wflp wrote it (its {what} no longer matches the "
+            f"checksum {what}_sha256 written with it), so it cannot be trusted; delete it "
             "together with its output, or pass overwrite=True to recompute")
 
 
