@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -49,6 +50,7 @@ from ..calculators import construct_calculator
 from ..engine import operation
 from ..errors import ParameterError
 
+log = logging.getLogger("wflp")
 STATE_FILE = "wflp-state.json"
 FOLDER_PREFIX = "minima_hopping-"
 OUTCOMES = {
@@ -122,6 +124,21 @@ def _state_digest(atoms: Atoms, settings: dict, hop_seed: int, calculator_identi
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _trajectories_readable(folder: Path) -> bool:
+    """False if a run killed while it wrote a step's trajectory left it empty or cut
+    short: ASE's resume then fails (StopIteration, or a missing file if it is removed)."""
+    from ase.io import Trajectory
+
+    for path in sorted(folder.glob("*.traj")):
+        try:
+            with Trajectory(str(path)) as traj:
+                if len(traj) == 0 or traj[-1] is None:
+                    return False
+        except Exception:
+            return False
+    return True
+
+
 def _prepare_folder(folder: Path, digest: str) -> bool:
     """Make *folder* hold this search's state; True if it resumes an earlier one."""
     from ..calculators.fileio import fresh_dir, private_dir
@@ -129,7 +146,10 @@ def _prepare_folder(folder: Path, digest: str) -> bool:
     state = folder / STATE_FILE
     with contextlib.suppress(OSError, ValueError):
         if json.loads(state.read_text()).get("digest") == digest:
-            return True
+            if _trajectories_readable(folder):
+                return True
+            log.warning("minima_hopping: %s holds a trajectory cut short by a killed run, "
+                        "which ASE cannot resume from; the search starts again", folder)
     private_dir(folder.parent)
     fresh_dir(folder)
     state.write_text(json.dumps({"digest": digest}) + "\n")
@@ -188,19 +208,31 @@ def minima_hopping(atoms: Atoms, calculator: Any, totalsteps: int = 10, T0: floa
                     minima_threshold=float(minima_threshold), timestep=float(timestep),
                     fmax=float(fmax))
     root, folder = item_folder(workdir, int(index or 0))
-    _prepare_folder(folder, _state_digest(atoms, settings, hop_seed,
-                                          _calculator_identity(calculator, calc)))
-    work = atoms.copy()
-    work.calc = calc
+    digest = _state_digest(atoms, settings, hop_seed, _calculator_identity(calculator, calc))
+    resumed = _prepare_folder(folder, digest)
     here = os.getcwd()
-    os.chdir(folder)
-    try:
-        SeededHopping(work, **settings)(totalsteps=int(totalsteps))
-        outcomes = hop_outcomes(Path("hop.log").read_text())
-        minima = [read(f"qn{step:05d}.traj", index=-1) for step in range(int(totalsteps))]
-    finally:
-        os.chdir(here)
-        work.calc = None
+    for attempt in (1, 2):
+        work = atoms.copy()
+        work.calc = calc
+        os.chdir(folder)
+        try:
+            SeededHopping(work, **settings)(totalsteps=int(totalsteps))
+            outcomes = hop_outcomes(Path("hop.log").read_text())
+            minima = [read(f"qn{step:05d}.traj", index=-1)
+                      for step in range(int(totalsteps))]
+            break
+        except (OSError, StopIteration, ValueError) as err:
+            if not resumed or attempt == 2:
+                raise
+            # the files a killed run left cannot be resumed from: start the search again
+            log.warning("minima_hopping: cannot resume from %s (%s: %s); the search starts "
+                        "again", folder, type(err).__name__, err)
+        finally:
+            os.chdir(here)
+            work.calc = None
+        _prepare_folder(folder, digest + "-restart")  # a different digest: a fresh folder
+        _prepare_folder(folder, digest)
+        resumed = False
     out = []
     for step, minimum in enumerate(minima):
         frame = atoms.copy()
