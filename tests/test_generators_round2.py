@@ -16,8 +16,8 @@ from ase.build import bulk, molecule
 from ase.calculators.emt import EMT
 from ase.data import covalent_radii
 from ase.optimize import BFGS
-from wflp import AutoparaInfo, OutputSpec, shutdown_pool
-from wflp.errors import ParameterError, RecordMismatchError
+from wflp import OutputSpec
+from wflp.errors import ParameterError
 from wflp.ops import (
     atoms_and_dimers,
     minima_hopping,
@@ -27,48 +27,7 @@ from wflp.ops import (
 )
 from wflp.ops.normal_modes import eigenvector_key, rigid_body_mode_count
 from wflp.records import read_record, record_path
-
-
-def check_engine_contract(op, inputs, tmp_path, kwargs, changed, forbid=None):
-    """Serial == 2 processes (bytes); a rerun reuses (nothing runs: *forbid* is patched to
-    fail); a changed parameter raises RecordMismatchError, and recomputes with overwrite."""
-    serial, par = tmp_path / "serial.xyz", tmp_path / "par.xyz"
-    op(inputs, OutputSpec(serial), **kwargs)
-    shutdown_pool()
-    try:
-        op(inputs, OutputSpec(par), **kwargs,
-           autopara_info=AutoparaInfo(num_python_subprocesses=2,
-                                      num_inputs_per_python_subprocess=1))
-    finally:
-        shutdown_pool()
-    data = serial.read_bytes()
-    assert data and data == par.read_bytes()
-
-    record = record_path(serial)
-    before = (serial.stat().st_mtime_ns, record.read_bytes())
-    if forbid is not None:
-        target, name = forbid
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(target, name, _must_not_run)
-            op(inputs, OutputSpec(serial), **kwargs)
-    else:
-        op(inputs, OutputSpec(serial), **kwargs)
-    assert (serial.stat().st_mtime_ns, record.read_bytes()) == before
-
-    key, value = changed
-    new_kwargs = {**kwargs, key: value}
-    with pytest.raises(RecordMismatchError) as err:
-        op(inputs, OutputSpec(serial), **new_kwargs)
-    assert any(key in d for d in err.value.differences)
-    assert serial.read_bytes() == data
-    op(inputs, OutputSpec(serial, overwrite=True), **new_kwargs)
-    assert serial.read_bytes() != data
-    return ase.io.read(par, ":")
-
-
-def _must_not_run(*args, **kwargs):
-    raise AssertionError("a reused output was computed again")
-
+from wflp.testing import check_engine_contract
 
 # -- normal modes ------------------------------------------------------------------------------
 

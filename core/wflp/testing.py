@@ -184,6 +184,53 @@ def labelled_cu(n: int, seed: int, prefix: str = "ref_") -> list:
     return list(calculate(cells, OutputSpec(), calculator=EMT(), prefix=prefix))
 
 
+def check_engine_contract(op: Any, inputs: Any, folder: Any, kwargs: dict, changed: tuple,
+                          forbid: Optional[tuple] = None) -> list:
+    """The engine's contract for an operation, checked for real in *folder*: serial == 2
+    processes (bytes); a rerun reuses (nothing runs: ``forbid=(object, attribute)`` is
+    patched to fail); a changed parameter (``changed=(name, value)``) raises
+    RecordMismatchError naming it, and recomputes with overwrite. Returns the parallel
+    run's configurations."""
+    import ase.io
+
+    from wflp import AutoparaInfo, OutputSpec, shutdown_pool
+    from wflp.errors import RecordMismatchError
+    from wflp.records import record_path
+
+    def must_not_run(*args: Any, **kw: Any) -> Any:
+        raise AssertionError("a reused output was computed again")
+
+    serial, par = folder / "serial.xyz", folder / "par.xyz"
+    op(inputs, OutputSpec(serial), **kwargs)
+    shutdown_pool()
+    try:
+        op(inputs, OutputSpec(par), **kwargs,
+           autopara_info=AutoparaInfo(num_python_subprocesses=2,
+                                      num_inputs_per_python_subprocess=1))
+    finally:
+        shutdown_pool()
+    data = serial.read_bytes()
+    assert data and data == par.read_bytes()
+
+    record = record_path(serial)
+    before = (serial.stat().st_mtime_ns, record.read_bytes())
+    with pytest.MonkeyPatch.context() as mp:
+        if forbid is not None:
+            mp.setattr(*forbid, must_not_run)
+        op(inputs, OutputSpec(serial), **kwargs)
+    assert (serial.stat().st_mtime_ns, record.read_bytes()) == before
+
+    key, value = changed
+    new_kwargs = {**kwargs, key: value}
+    with pytest.raises(RecordMismatchError) as err:
+        op(inputs, OutputSpec(serial), **new_kwargs)
+    assert any(key in d for d in err.value.differences)
+    assert serial.read_bytes() == data
+    op(inputs, OutputSpec(serial, overwrite=True), **new_kwargs)
+    assert serial.read_bytes() != data
+    return ase.io.read(par, ":")
+
+
 def calculate_in_two_workers(inputs: Any, output: Any, calculator: Any) -> list:
     """``calculate`` from the file *inputs* to the file *output* in a fresh pool of two
     worker processes, two configurations per chunk, so that both workers build the

@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.tersoff import Tersoff, TersoffParameters
-from wflp.testing import require_module
+from wflp.testing import check_engine_contract, require_module
 
 require_module("phonopy", "pip install phonopy (or pip install -e 'plugins/wflp-phonopy[test]')")
 
-from wflp import AutoparaInfo, OutputSpec, shutdown_pool  # noqa: E402
-from wflp.errors import ParameterError, RecordMismatchError  # noqa: E402
+from wflp import OutputSpec  # noqa: E402
+from wflp.errors import ParameterError  # noqa: E402
 from wflp.ops import calculate  # noqa: E402
 from wflp.plugins import get_generator  # noqa: E402
-from wflp.records import record_path  # noqa: E402
 
 # Tersoff, Phys. Rev. B 37, 6991 (1988), as in ASE's own Tersoff tests
 SI = {("Si", "Si", "Si"): TersoffParameters(
@@ -149,10 +148,6 @@ def test_sets_are_kept_apart_and_must_be_complete(tmp_path):
         displacements([bulk("Cu")], OutputSpec(), supercell_matrix=(2, 2))
 
 
-def _must_not_run(*args, **kwargs):
-    raise AssertionError("a reused output was computed again")
-
-
 @pytest.mark.slow  # fresh worker pools import phonopy: 5-9 s each
 @pytest.mark.parametrize("which", ["displacements", "frequencies"])
 def test_serial_parallel_reuse_and_changed_parameters(tmp_path, which):
@@ -169,24 +164,4 @@ def test_serial_parallel_reuse_and_changed_parameters(tmp_path, which):
         inputs = list(calculate(disp, OutputSpec(), calculator=Tersoff(SI), prefix="t_"))
         op, kw, changed = frequencies, dict(qpoints=QPOINTS), ("qpoints", [[0, 0, 0]])
         forbid = "produce_force_constants"
-    serial, par = tmp_path / "serial.xyz", tmp_path / "par.xyz"
-    op(inputs, OutputSpec(serial), **kw)
-    shutdown_pool()
-    try:
-        op(inputs, OutputSpec(par), **kw,
-           autopara_info=AutoparaInfo(num_python_subprocesses=2,
-                                      num_inputs_per_python_subprocess=1))
-    finally:
-        shutdown_pool()
-    data = serial.read_bytes()
-    assert data and data == par.read_bytes()
-    before = (serial.stat().st_mtime_ns, record_path(serial).read_bytes())
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Phonopy, forbid, _must_not_run)
-        op(inputs, OutputSpec(serial), **kw)
-    assert (serial.stat().st_mtime_ns, record_path(serial).read_bytes()) == before
-    key, value = changed
-    with pytest.raises(RecordMismatchError):
-        op(inputs, OutputSpec(serial), **{**kw, key: value})
-    op(inputs, OutputSpec(serial, overwrite=True), **{**kw, key: value})
-    assert serial.read_bytes() != data
+    check_engine_contract(op, inputs, tmp_path, kw, changed, forbid=(Phonopy, forbid))
