@@ -179,8 +179,7 @@ def pending_migrations(folder: os.PathLike | str) -> list[tuple[Path, Record]]:
 
 def write_migrated(output: Path, record: Record) -> None:
     """Write a record migrated in memory back to its file, holding the output's lock."""
-    from .record import now_iso, write_json_atomic
-    from .store import OutputLock
+    from .store import OutputLock, append_history
 
     rec_file = record_file_of(output)
     lock = OutputLock(output, "wait", "wflp records migrate")
@@ -188,12 +187,8 @@ def write_migrated(output: Path, record: Record) -> None:
     try:
         extra = {}
         if rec_file.name == MODEL_RECORD:
-            data = read_json(rec_file) or {}
-            extra = {"model": data.get("model")}
-        record.history = [*record.history,
-                          *({**entry, "time": now_iso()} for entry in record.pending)]
-        record.pending = []
-        write_json_atomic(rec_file, {**record.to_json(rec_file.parent), **extra})
+            extra = {"model": (read_json(rec_file) or {}).get("model")}
+        append_history(record, rec_file, record.pending, extra)
     finally:
         lock.release()
 

@@ -300,23 +300,31 @@ def note_reuse(old: Record, new: Record, output: Path, label: str,
     """Say which facts changed since *old* was written (one line per output) and keep it in
     the record's history (once per set of changes); write back a record migrated from an
     older format. The caller holds the output's lock."""
-    path = record_file or record_path(output)
-    history = [{**entry, "time": now_iso()} for entry in old.pending]
+    entries = list(old.pending)
     changes = old.fact_changes(new)
     if changes:
         log.warning("%s: reusing %s, made with other versions (%s)", label, output,
                     ", ".join(changes))
         if not any(e.get("event") == "reused" and e.get("changes") == changes
                    for e in old.history):
-            history.append({"time": now_iso(), "event": "reused", "changes": changes})
-    if not history:
+            entries.append({"event": "reused", "changes": changes})
+    if not entries:
         return
-    old.history = [*old.history, *history]
-    old.pending = []
+    path = record_file or record_path(output)
     try:
-        write_json_atomic(path, {**old.to_json(path.parent), **(extra or {})})
+        append_history(old, path, entries, extra)
     except OSError as err:  # a read-only project can still be reused
         log.info("%s: could not update the record %s (%s)", label, path, err)
+
+
+def append_history(record: Record, record_file: Path, entries: list,
+                   extra: Optional[dict] = None) -> None:
+    """Add *entries* to the record's history, stamped now, and write the record back in
+    place (atomically; *extra* top-level keys, such as a model's, are kept). The caller
+    holds the output's lock."""
+    record.history = [*record.history, *({**e, "time": now_iso()} for e in entries)]
+    record.pending = []
+    write_json_atomic(record_file, {**record.to_json(record_file.parent), **(extra or {})})
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -332,5 +340,5 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["IF_LOCKED", "LOCK_SUFFIX", "OutputLock", "OutputStore", "lock_path",
-           "note_reuse", "output_error"]
+__all__ = ["IF_LOCKED", "LOCK_SUFFIX", "OutputLock", "OutputStore", "append_history",
+           "lock_path", "note_reuse", "output_error"]
