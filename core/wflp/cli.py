@@ -236,7 +236,7 @@ def _plugin_table(records: list[dict]) -> str:
 
 # -- records and lineage ----------------------------------------------------------------------
 
-from .records_cli import lineage_command, records_group  # noqa: E402  (light: click only)
+from .records_cli import lineage_command, records_group, shown_path  # noqa: E402  (light)
 
 cli.add_command(records_group)
 cli.add_command(lineage_command)
@@ -338,18 +338,10 @@ def run_command(target: tuple, inputs: tuple, output: Optional[str], settings: t
         else:
             configs = "?" if result.configs is None else result.configs
             made = f"{configs} {'config' if configs == 1 else 'configs'}"
-        click.echo(f"{what}{result.kind[:-1]} {result.name} -> {_rel(result.output)}: "
+        click.echo(f"{what}{result.kind[:-1]} {result.name} -> {shown_path(result.output)}: "
                    f"{made}, {done}")
 
     run_plan(plan, overwrite=overwrite, autopara_info=info, on_step=report)
-
-
-def _rel(path: Any) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:  # pragma: no cover - another drive on Windows
-        return str(path)
-    return str(path) if rel.startswith(".." + os.sep + "..") else rel
 
 
 # -- jobs -----------------------------------------------------------------------------------
@@ -381,14 +373,14 @@ def new_plugin(name: str, directory: str, kind: str) -> None:
     from .scaffold import scaffold_plugin
 
     result = scaffold_plugin(name, directory, kind=kind)
-    click.echo(f"created {_rel(result.root)} (distribution {result.distribution}, module "
+    click.echo(f"created {shown_path(result.root)} (distribution {result.distribution}, module "
                f"{result.module}, registers {result.kind[:-1]} {result.registered!r})")
     for f in result.files:
         click.echo(f"  {os.path.relpath(f, result.root)}")
     click.echo("next:")
-    click.echo(f"  pip install -e {_rel(result.root)}")
+    click.echo(f"  pip install -e {shown_path(result.root)}")
     click.echo(f"  wflp list-plugins --kind {result.kind}")
-    click.echo(f"  python -m pytest {_rel(result.root)}")
+    click.echo(f"  python -m pytest {shown_path(result.root)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -82,7 +82,7 @@ def _format_record(path: Path, st: query.OutputStatus) -> str:
     inputs, run = record.inputs, record.run
     count = inputs.get("count")
     lines = [
-        f"output:      {_shown(path)} ({_state_words(st)})",
+        f"output:      {shown_path(path)} ({_state_words(st)})",
         f"{record.kind + ':':<13}{record.name} v{record.version} ({code.get('callable')})",
         f"code:        {origin}",
         "providers:",
@@ -98,13 +98,13 @@ def _format_record(path: Path, st: query.OutputStatus) -> str:
     lines.append(f"inputs:      sha256 {inputs.get('sha256')}{counted}")
     digests = {e["file"]: e["sha256"] for e in inputs.get("file_sha256") or []}
     for f in inputs.get("files") or []:
-        lines.append(f"  {_shown(Path(f))}" + (f" (sha256 {digests[f][:16]})"
+        lines.append(f"  {shown_path(Path(f))}" + (f" (sha256 {digests[f][:16]})"
                                                if f in digests else ""))
     lines.append(f"layout:      {record.layout.get('split')}")
     lines.append("outputs:")
     for o in record.outputs:
         configs = f"{o.get('configs')} configs, " if o.get("configs") is not None else ""
-        lines.append(f"  {_shown(Path(o.get('file')))}: {configs}sha256 {o.get('sha256')}")
+        lines.append(f"  {shown_path(Path(o.get('file')))}: {configs}sha256 {o.get('sha256')}")
     if record.opaque:
         lines.append("not described by content:")
         for note in record.opaque:
@@ -168,7 +168,7 @@ def records_check(folder: str, as_json: bool) -> None:
             continue
         words = {"ok": "ok", "modified": "MODIFIED", "missing": "MISSING",
                  "invalid": "UNTRUSTED", "inputs-changed": "INPUTS CHANGED"}[st.state]
-        line = f"{words:<15} {_shown(st.output)}"
+        line = f"{words:<15} {shown_path(st.output)}"
         extra = []
         if st.detail and st.state != "ok":
             extra.append(st.detail)
@@ -204,7 +204,7 @@ def records_migrate(folder: str, apply: bool) -> None:
     for output, record in pending:
         steps = "; ".join(f"format {e['from']} -> {e['to']}: {e['changes']}"
                           for e in record.pending)
-        click.echo(f"{'migrated' if apply else 'would migrate'} {_shown(output)}: {steps}")
+        click.echo(f"{'migrated' if apply else 'would migrate'} {shown_path(output)}: {steps}")
         if apply:
             query.write_migrated(output, record)
     click.echo(f"{len(pending)} record(s) {'migrated' if apply else 'to migrate'} to format "
@@ -251,12 +251,14 @@ def lineage_command(path: str, depth: Optional[int], fmt: str, pattern: Optional
         click.echo(graph.text(pattern), nl=False)
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Any) -> str:
+    """A path as the CLI shows it: relative to the current folder, unless that climbs
+    more than one folder up."""
     try:
         rel = os.path.relpath(path)
-    except ValueError:  # pragma: no cover
+    except ValueError:  # pragma: no cover - another drive on Windows
         return str(path)
     return str(path) if rel.startswith(".." + os.sep + "..") else rel
 
 
-__all__ = ["lineage_command", "records_group"]
+__all__ = ["lineage_command", "records_group", "shown_path"]
