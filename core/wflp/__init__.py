@@ -24,6 +24,7 @@ _LAZY = {
     "WflpError": "wflp.errors",
     "hookimpl": "wflp.plugins.hookspecs",
     "CalculatorSpec": "wflp.plugins.types",
+    "DescriptorSpec": "wflp.plugins.types",
     "ExecutorSpec": "wflp.plugins.types",
     "FitterSpec": "wflp.plugins.types",
     "GeneratorSpec": "wflp.plugins.types",

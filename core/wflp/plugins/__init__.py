@@ -1,10 +1,10 @@
 """wflp's plugin system: look up calculators, operations and executors by name.
 
-Everything that can be named (calculators, generators, selectors, fitters,
-executors) is registered through the hooks in ``wflp.plugins.hookspecs``, by
-wflp itself (``wflp.plugins.builtin``) and by installed plugins (entry-point
-group ``wflp``). The functions here use one process-wide plugin manager,
-created on first use. See docs/plugins.md for writing a plugin.
+Everything that can be named is registered through the hooks in
+``wflp.plugins.hookspecs``, by wflp itself (``wflp.plugins.builtin``) and by
+installed plugins (entry-point group ``wflp``); the kinds of extension are listed
+once, in ``wflp.plugins.kinds``. The functions here use one process-wide plugin
+manager, created on first use. See docs/plugins.md for writing a plugin.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from ..errors import PluginError, UnknownNameError
 from .hookspecs import hookimpl, hookspec
+from .kinds import KINDS, TABLE, Kind, find_kind
 from .manager import (
     DISABLED,
     ENTRY_POINT_GROUP,
@@ -29,8 +30,8 @@ from .manager import (
     normalize_kind,
 )
 from .types import (
-    KINDS,
     CalculatorSpec,
+    DescriptorSpec,
     ExecutorSpec,
     FitterSpec,
     GeneratorSpec,
@@ -105,6 +106,12 @@ def get_selector(name: str) -> SelectorSpec:
     return get_spec("selectors", name)
 
 
+def get_descriptor(name: str) -> DescriptorSpec:
+    """The DescriptorSpec registered as *name*; ``.load()`` gives its operation, and
+    ``.key`` the ``Atoms.info`` key it writes (what ``select_cur(key=...)`` reads)."""
+    return get_spec("descriptors", name)
+
+
 def get_fitter(name: str) -> FitterSpec:
     """The FitterSpec registered as *name*; ``.load()`` gives its fit function."""
     return get_spec("fitters", name)
@@ -128,10 +135,11 @@ def plugin_report() -> list[PluginRecord]:
 
 __all__ = [
     "DISABLED", "ENTRY_POINT_GROUP", "ENV_ALLOW", "ENV_STRICT", "FAILED", "KINDS", "OK",
-    "CalculatorSpec", "ExecutorSpec", "FitterSpec", "GeneratorSpec", "PluginError",
-    "PluginRecord", "SchedulerSpec", "SelectorSpec", "UnknownNameError", "WflpPluginManager",
-    "get_calculator", "get_executor", "get_fitter", "get_generator", "get_plugin_manager",
-    "get_scheduler", "get_selector", "get_spec", "hookimpl", "hookspec", "iter_entry_points",
-    "list_specs", "load_target", "normalize_kind", "normalize_name", "plugin_report",
+    "TABLE", "CalculatorSpec", "DescriptorSpec", "ExecutorSpec", "FitterSpec",
+    "GeneratorSpec", "Kind", "PluginError", "PluginRecord", "SchedulerSpec", "SelectorSpec",
+    "UnknownNameError", "WflpPluginManager", "find_kind", "get_calculator", "get_descriptor",
+    "get_executor", "get_fitter", "get_generator", "get_plugin_manager", "get_scheduler",
+    "get_selector", "get_spec", "hookimpl", "hookspec", "iter_entry_points", "list_specs",
+    "load_target", "normalize_kind", "normalize_name", "plugin_report",
     "reset_plugin_manager", "use_plugin_manager",
 ]

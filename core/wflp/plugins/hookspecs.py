@@ -19,6 +19,7 @@ import pluggy
 
 from .types import (
     CalculatorSpec,
+    DescriptorSpec,
     ExecutorSpec,
     FitterSpec,
     GeneratorSpec,
@@ -87,6 +88,44 @@ def wflp_generators() -> Iterable[GeneratorSpec]:
         >>> op = pm.get_spec("generators", "rattled_copies").load()
         >>> len(list(op([bulk("Cu")], OutputSpec(), n=3, seed=1)))
         3
+    """
+
+
+@hookspec
+def wflp_descriptors() -> Iterable[DescriptorSpec]:
+    """Register operations that add a descriptor to every configuration: a vector in
+    ``Atoms.info[key]`` (one per configuration), what the global selectors ``select_cur``
+    and ``select_fps`` read with ``key=``; ``DescriptorSpec.key`` says which key the
+    operation writes by default.
+
+    Example: the principal radii of gyration, then farthest-point sampling on them::
+
+        >>> import numpy as np
+        >>> from wflp import OutputSpec, hookimpl, operation
+        >>> from wflp.ops import select_fps
+        >>> from wflp.plugins import DescriptorSpec, WflpPluginManager
+        >>> @operation("gyration", version="1")
+        ... def gyration(atoms, key="gyration"):
+        ...     centred = atoms.positions - atoms.positions.mean(axis=0)
+        ...     atoms.info[key] = np.sqrt(np.linalg.eigvalsh(centred.T @ centred / len(atoms)))
+        ...     return atoms
+        >>> class GyrationPlugin:
+        ...     @hookimpl
+        ...     def wflp_descriptors(self):
+        ...         return [DescriptorSpec(name="gyration", summary="principal radii of "
+        ...                                "gyration", operation=gyration)]
+        >>> pm = WflpPluginManager(entry_points=())
+        >>> pm.register_plugin(GyrationPlugin())
+        'GyrationPlugin'
+        >>> spec = pm.get_spec("descriptor", "gyration")
+        >>> from ase.build import molecule
+        >>> mols = [molecule(m) for m in ("CH4", "C6H6", "CH3CH2OH", "H2O")]
+        >>> described = list(spec.load()(mols, OutputSpec()))
+        >>> described[0].info[spec.key].shape
+        (3,)
+        >>> picked = select_fps(described, OutputSpec(), n_select=2, key=spec.key)
+        >>> len(list(picked))
+        2
     """
 
 

@@ -1,16 +1,29 @@
-"""Discovery, loading and lookup of wflp plugins (a thin layer over pluggy).
+"""Discovery, loading and lookup of wflp plugins: one layer over pluggy.
 
-Plugins are found through the entry-point group ``wflp``. Each entry point is
-loaded on its own, so one broken plugin is recorded as failed (with the reason)
-while every other plugin keeps working; ``WFLP_STRICT_PLUGINS=1`` turns such a
-failure into an error instead. ``WFLP_LOAD_PLUGINS`` is an allowlist of
-entry-point or distribution names (comma separated; set but empty: no external
-plugins); the others are reported as disabled and never imported.
+pluggy holds the hookspecs and the registered plugins (``self.pm``) and checks each
+hook implementation against its spec. This module adds what pluggy does not do,
+and nothing else:
 
-Registration hooks are called lazily, once, the first time something is looked
-up, one plugin at a time: a plugin whose hook raises or returns something
-invalid is isolated as failed too. The result is cached until a plugin is
-registered or unregistered.
+- **Loading each entry point on its own** (group ``wflp``): one that fails to
+  import, has a misspelled hook or clashes is recorded as failed with the reason
+  (a ``PluginRecord``) while the others keep working; ``WFLP_STRICT_PLUGINS=1``
+  makes that an error. ``WFLP_LOAD_PLUGINS`` is an allowlist of entry-point or
+  distribution names (set but empty: no external plugins); the others are
+  reported as disabled and never imported.
+- **Calling hooks one plugin at a time** (``_call``). pluggy's own call,
+  ``pm.hook.wflp_calculators()``, runs every implementation in one go: the first
+  that raises (or calls sys.exit) aborts the call for all plugins, and the
+  merged list of results does not say which plugin returned which spec. wflp needs
+  both: a broken plugin must fail alone, and an error or a name clash must name
+  the distribution to fix. So the manager takes each implementation from pluggy
+  (``get_hookimpls()``) and calls it itself, as pluggy would (arguments by the
+  names the implementation declares), catching what it raises.
+- **Lazy registration**: the registration hooks run once, the first time
+  something is looked up, and their specs are cached (``_registry``) until a
+  plugin is registered or unregistered, so importing wflp or listing commands
+  costs no plugin code.
+
+What the kinds are (hooks, spec types) comes from ``wflp.plugins.kinds``.
 """
 
 from __future__ import annotations
@@ -29,7 +42,8 @@ import pluggy
 
 from ..errors import PluginError, UnknownNameError
 from . import hookspecs
-from .types import KINDS, SPEC_TYPES, normalize_name
+from .kinds import KINDS, SPEC_TYPES, TABLE, find_kind
+from .types import normalize_name
 
 log = logging.getLogger("wflp")
 
@@ -68,15 +82,7 @@ def iter_entry_points() -> list:
 
 def _dist_of(ep: Any) -> tuple[Optional[str], Optional[str]]:
     dist = getattr(ep, "dist", None)
-    if dist is None:
-        return None, None
-    name = getattr(dist, "name", None)
-    if name is None:
-        try:
-            name = dist.metadata["Name"]
-        except Exception:  # pragma: no cover - metadata without a name
-            name = None
-    return name, getattr(dist, "version", None)
+    return getattr(dist, "name", None), getattr(dist, "version", None)
 
 
 def _canon(name: str) -> str:
@@ -95,18 +101,10 @@ def _env_allowlist() -> Optional[frozenset]:
     return frozenset(_canon(v) for v in value.split(",") if v.strip())
 
 
-def normalize_kind(kind: str) -> str:
-    """"calculator" or "calculators" (any case) -> "calculators"; unknown kinds raise."""
-    if isinstance(kind, str):
-        k = kind.strip().lower().replace("-", "_")
-        if k in KINDS:
-            return k
-        if k + "s" in KINDS:
-            return k + "s"
-    raise UnknownNameError(
-        f"unknown kind of plugin extension {kind!r}; use one of: {', '.join(KINDS)} "
-        "(singular or plural)"
-    )
+def normalize_kind(kind: str, *, named: bool = True) -> str:
+    """"calculator" or "calculators" (any case) -> "calculators"; unknown kinds raise.
+    named=False also accepts the kinds that register no names (commands, panels)."""
+    return find_kind(kind, named=named).name
 
 
 # -- records --------------------------------------------------------------------------------
@@ -116,7 +114,8 @@ class PluginRecord:
     """What one plugin (usually one entry point of one distribution) contributed.
 
     status: "ok", "failed" (error says why) or "disabled" (not in WFLP_LOAD_PLUGINS).
-    registered: {kind: [names]} of what it registered (empty unless ok).
+    registered: {kind: [names]} of what it registered (empty unless ok); a kind that
+        registers no names (commands, panels) is listed with [] when the plugin has its hook.
     error: why it failed, or problems of an ok plugin (e.g. a name clash).
     """
 
@@ -209,10 +208,6 @@ class WflpPluginManager:
                 allow = self.allowlist
                 for ep in eps:
                     self._load_entry_point(ep, allow)
-                try:
-                    self.pm.check_pending()  # each plugin was checked on its own already
-                except pluggy.PluginValidationError as err:  # pragma: no cover
-                    raise PluginError(f"unknown hook: {err}") from err
             except BaseException:
                 # strict mode (or a bug): leave nothing half-loaded, so a retry starts afresh
                 for name, _plugin in list(self.pm.list_name_plugin()):
@@ -268,8 +263,7 @@ class WflpPluginManager:
             self.pm.unregister(plugin)
             raise PluginError(
                 f"unknown hook(s) {', '.join(unknown)}; the hooks are "
-                f"{', '.join(['wflp_' + k for k in KINDS] + ['wflp_commands'])} (check the "
-                "spelling)"
+                f"{', '.join(k.hook for k in TABLE)} (check the spelling)"
             )
         record.status = OK
         self._records[name] = record
@@ -320,21 +314,20 @@ class WflpPluginManager:
 
     # collecting registrations ---------------------------------------------------------------
     def _collect_plugin(self, plugin: Any) -> dict:
-        """Call each hook of one plugin; {kind: [specs]}, PluginError if anything is wrong."""
+        """Call each registration hook of one plugin: {kind: [specs]}, with an empty list
+        for each kind it only contributes to (commands, panels: called when needed);
+        PluginError if anything is wrong."""
         found: dict = {}
-        for kind in KINDS:
-            hook = getattr(self.pm.hook, f"wflp_{kind}")
-            for impl in hook.get_hookimpls():
+        for kind in TABLE:
+            for impl in getattr(self.pm.hook, kind.hook).get_hookimpls():
                 if impl.plugin is not plugin:
                     continue
-                if impl.hookwrapper or impl.wrapper:
-                    raise PluginError(f"wflp_{kind} is a hook wrapper; registration hooks "
-                                      "must be plain @hookimpl functions")
-                try:
-                    result = impl.function()
-                except (Exception, SystemExit, KeyboardInterrupt) as err:
-                    raise PluginError(_why(err, f"its hook wflp_{kind}()")) from err
-                found.setdefault(kind, []).extend(_check_result(kind, result))
+                if kind.named:
+                    found.setdefault(kind.name, []).extend(
+                        _check_result(kind.name, _call(impl, kind.hook)))
+                else:
+                    _refuse_wrapper(impl, kind.hook)
+                    found.setdefault(kind.name, [])
         for kind, specs in found.items():
             names = [s.name for s in specs]
             dup = sorted({n for n in names if names.count(n) > 1})
@@ -424,14 +417,13 @@ class WflpPluginManager:
             for impl in self.pm.hook.wflp_commands.get_hookimpls():
                 name = self.pm.get_name(impl.plugin)
                 try:
-                    impl.function(cli=cli)
-                except (Exception, SystemExit, KeyboardInterrupt) as err:
+                    _call(impl, "wflp_commands", "its hook wflp_commands", cli=cli)
+                except PluginError as err:
                     record = self._records.get(name)
                     who = record.describe() if record else f"plugin {name!r}"
-                    why = _why(err, "its hook wflp_commands")
                     if self.strict:
-                        raise PluginError(f"{who}: {why}") from err
-                    log.warning("%s: %s; its commands are left out", who, why)
+                        raise PluginError(f"{who}: {err}") from err.__cause__
+                    log.warning("%s: %s; its commands are left out", who, err)
             return sorted(set(getattr(cli, "commands", {})) - before)
 
     def get_executor(self, name: str, **options: Any) -> Any:
@@ -471,6 +463,24 @@ class WflpPluginManager:
         parts.append(f"if a plugin provides it, install it (e.g. `pip install wflp-{hint}`) "
                      "and check `wflp list-plugins`")
         return "; ".join(parts)
+
+
+def _refuse_wrapper(impl: Any, hook: str) -> None:
+    """wflp calls each implementation on its own, so a hook wrapper has nothing to wrap."""
+    if impl.hookwrapper or getattr(impl, "wrapper", False):
+        raise PluginError(f"{hook} is a hook wrapper; wflp's hooks must be plain @hookimpl "
+                          "functions")
+
+
+def _call(impl: Any, hook: str, what: Optional[str] = None, **kwargs: Any) -> Any:
+    """Call one plugin's implementation of *hook* as pluggy would (its declared arguments
+    by name), turning whatever it raises, sys.exit() and KeyboardInterrupt included, into
+    PluginError saying why (*what* names the call, default "its hook HOOK()")."""
+    _refuse_wrapper(impl, hook)
+    try:
+        return impl.function(*(kwargs[name] for name in impl.argnames))
+    except (Exception, SystemExit, KeyboardInterrupt) as err:
+        raise PluginError(_why(err, what or f"its hook {hook}()")) from err
 
 
 def _why(err: BaseException, what: str) -> str:

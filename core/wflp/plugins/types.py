@@ -15,7 +15,6 @@ from typing import Any, Union
 
 from ..errors import PluginError
 
-KINDS = ("calculators", "generators", "selectors", "fitters", "executors", "schedulers")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 Target = Union[str, Callable[..., Any]]
@@ -216,5 +215,22 @@ class SchedulerSpec(_Spec):
     target_field = "factory"
 
 
-SPEC_TYPES = {cls.kind: cls for cls in (CalculatorSpec, GeneratorSpec, SelectorSpec,
-                                         FitterSpec, ExecutorSpec, SchedulerSpec)}
+@dataclasses.dataclass(frozen=True)
+class DescriptorSpec(_Spec):
+    """An operation that adds a descriptor to every configuration: one vector per
+    configuration in ``Atoms.info[key]`` (what the global selectors select_cur and
+    select_fps read), or one row per atom in ``Atoms.arrays[key]`` where it offers that.
+    key: where it stores the descriptor unless told otherwise (default: its name), so
+    that a selector's ``key=`` can be checked against what was computed."""
+
+    operation: Target = None  # type: ignore[assignment]
+    key: str = ""
+    kind = "descriptors"
+    target_field = "operation"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.key, str):
+            raise PluginError(f"descriptor {self.name!r}: key must be the Atoms.info key it "
+                              f"stores the descriptor under (a string), got {self.key!r}")
+        object.__setattr__(self, "key", self.key or self.name)
