@@ -128,13 +128,34 @@ def _scalar(value: Any) -> Any:
 
 # -- one configuration -> one row ------------------------------------------------------------
 
+def _stored_results() -> type:
+    """A SinglePointCalculator for results read with the configuration they belong to.
+
+    ase.db asks a calculator whether the atoms changed since it computed (comparing every
+    array with allclose, several times per row); these results were made for exactly these
+    atoms, so the answer is always "no", and asking cost more than a third of a row's
+    write time."""
+    global _STORED_RESULTS
+    if _STORED_RESULTS is None:
+        from ase.calculators.singlepoint import SinglePointCalculator
+
+        class StoredResults(SinglePointCalculator):
+            def check_state(self, atoms: Any, tol: float = 1e-15) -> list:
+                return []
+
+        _STORED_RESULTS = StoredResults
+    return _STORED_RESULTS
+
+
+_STORED_RESULTS: Optional[type] = None
+
+
 def row_parts(atoms: Any, calc_prefix: Optional[str] = None,
               renamed: Optional[dict] = None) -> tuple[Any, dict, dict]:
     """(atoms to write, key-value pairs, data) for one configuration (without the wflp_*
     keys). *renamed* collects {db key: info key} for names the rule changed."""
     import numpy as np
     from ase import Atoms
-    from ase.calculators.singlepoint import SinglePointCalculator
 
     info = dict(atoms.info)
     arrays = {k: v for k, v in atoms.arrays.items() if k not in _ASE_COLUMNS}
@@ -158,7 +179,7 @@ def row_parts(atoms: Any, calc_prefix: Optional[str] = None,
         if name in atoms.arrays:
             out.arrays[name] = atoms.arrays[name].copy()
     if results:
-        out.calc = SinglePointCalculator(out, **results)
+        out.calc = _stored_results()(out, **results)
         out.calc.name = (calc_prefix or "").rstrip("_") or "unknown"   # `ase db` shows it
     kvp: dict[str, Any] = {}
     data: dict[str, Any] = {}
