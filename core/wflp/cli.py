@@ -172,28 +172,43 @@ def _record_dict(record: Any) -> dict:
     return dataclasses.asdict(record)
 
 
+class _KindOption(click.Option):
+    """A --kind option whose help lists the kinds from wflp.plugins.kinds (the one table),
+    read only when the help is shown, so that other commands do not import the plugins."""
+
+    def get_help_record(self, ctx: click.Context) -> Any:
+        from .plugins.kinds import TABLE
+
+        if self.help and "{kinds}" in self.help:
+            self.help = self.help.replace("{kinds}", ", ".join(k.name for k in TABLE))
+        return super().get_help_record(ctx)
+
+
+def _find_kind(kind: str) -> Any:
+    from .plugins.kinds import find_kind
+
+    try:
+        return find_kind(kind, named=False)
+    except WflpError as err:
+        raise click.BadParameter(str(err), param_hint="--kind") from None
+
+
 @cli.command("list-plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
-@click.option("--kind", "kind", metavar="KIND",
-              help="Only plugins registering this kind (calculators, generators, selectors, "
-                   "fitters, executors; singular accepted). Failed and disabled plugins are "
-                   "always shown.")
+@click.option("--kind", "kind", metavar="KIND", cls=_KindOption,
+              help="Only plugins extending this kind ({kinds}; singular accepted). "
+                   "Failed and disabled plugins are always shown.")
 def list_plugins(as_json: bool, kind: Optional[str]) -> None:
     """Installed plugins: what each registers, and whether it loaded."""
     from .plugins import plugin_report
-    from .plugins.manager import normalize_kind
 
-    kind_norm = None
-    if kind is not None:
-        try:
-            kind_norm = normalize_kind(kind)
-        except WflpError as err:
-            raise click.BadParameter(str(err), param_hint="--kind") from None
+    kind_norm = None if kind is None else _find_kind(kind).name
     records = [_record_dict(r) for r in plugin_report()]
     if kind_norm is not None:
-        records = [dict(r, registered={kind_norm: r.get("registered", {}).get(kind_norm, [])})
+        records = [dict(r, registered={kind_norm: r["registered"][kind_norm]}
+                        if kind_norm in r.get("registered", {}) else {})
                    for r in records
-                   if r.get("registered", {}).get(kind_norm) or r.get("status") != "ok"]
+                   if kind_norm in r.get("registered", {}) or r.get("status") != "ok"]
     if as_json:
         click.echo(json.dumps(records, indent=2, sort_keys=True))
         return
@@ -201,6 +216,12 @@ def list_plugins(as_json: bool, kind: Optional[str]) -> None:
 
 
 def _plugin_table(records: list[dict]) -> str:
+    """One row per kind a plugin extends, in the order of the table of kinds; a kind that
+    registers no names (commands, panels) says where to see what it adds."""
+    from .plugins.kinds import TABLE
+
+    order = {k.name: i for i, k in enumerate(TABLE)}
+    contributing = {k.name: f"(see {k.listed_by})" for k in TABLE if not k.named}
     header = ("DISTRIBUTION", "VERSION", "STATUS", "KIND", "NAMES")
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
@@ -208,7 +229,9 @@ def _plugin_table(records: list[dict]) -> str:
         dist = r.get("distribution") or r.get("plugin") or "?"
         version = r.get("version") or "-"
         status = r.get("status", "?")
-        registered = {k: v for k, v in (r.get("registered") or {}).items() if v}
+        registered = {k: ", ".join(v) if v else contributing.get(k, "")
+                      for k, v in (r.get("registered") or {}).items()
+                      if v or k in contributing}
         if status != "ok" or not registered:
             reason = r.get("error") or ("registers nothing" if status == "ok" else "")
             rows.append((dist, version, status, "-", "-"))
@@ -217,9 +240,9 @@ def _plugin_table(records: list[dict]) -> str:
                 notes.append(f"  {dist}{ep}: {status}: {_one_line(reason)}")
             continue
         first = True
-        for k in sorted(registered):
+        for k in sorted(registered, key=lambda name: (order.get(name, len(order)), name)):
             rows.append((dist if first else "", version if first else "",
-                         status if first else "", k, ", ".join(registered[k])))
+                         status if first else "", k, registered[k]))
             first = False
         if r.get("error"):  # an ok plugin with a problem (e.g. a name clash)
             notes.append(f"  {dist}: warning: {_one_line(r['error'])}")
@@ -365,9 +388,8 @@ cli.add_command(errors_command)
 @click.option("--dir", "directory", default=".", show_default=True,
               type=click.Path(file_okay=False),
               help="Where to create the distribution's folder wflp-NAME.")
-@click.option("--kind", default="calculators", show_default=True,
-              help="What the example registers: calculators, generators, selectors, fitters "
-                   "or executors (singular accepted).")
+@click.option("--kind", default="calculators", show_default=True, cls=_KindOption,
+              help="What the example extends: {kinds} (singular accepted).")
 def new_plugin(name: str, directory: str, kind: str) -> None:
     """Create a ready-to-install plugin distribution wflp-NAME with a working example."""
     from .scaffold import scaffold_plugin
