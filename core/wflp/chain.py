@@ -48,15 +48,6 @@ from typing import Any, Optional, Union
 
 from .errors import InputError, ParameterError, PluginError, WflpError
 
-# the kinds a step (or `wflp run KIND NAME`) may name, singular or plural
-STEP_KINDS = {
-    "calculator": "calculators", "calculators": "calculators",
-    "generator": "generators", "generators": "generators",
-    "selector": "selectors", "selectors": "selectors",
-    "fitter": "fitters", "fitters": "fitters",
-}
-_OTHER_KINDS = {"executor": "executors", "executors": "executors",
-                "scheduler": "schedulers", "schedulers": "schedulers"}
 _CHAIN_KEYS = {"inputs", "workdir", "nproc", "seed"}
 _STEP_KEYS = {"kind", "name", "output", "params", "prefix", "properties", "seed", "model"}
 _CALCULATOR_ONLY = ("prefix", "properties")
@@ -179,17 +170,20 @@ class ChainResult:
 
 
 def step_kind(kind: Any, where: str) -> str:
-    """The plural kind a step may name; ParameterError for anything else."""
-    if isinstance(kind, str) and kind.strip().lower() in STEP_KINDS:
-        return STEP_KINDS[kind.strip().lower()]
-    if isinstance(kind, str) and kind.strip().lower() in _OTHER_KINDS:
+    """The plural kind a step may name (the kinds table's ``step`` column), singular or
+    plural; ParameterError for anything else."""
+    from .plugins.kinds import TABLE, find_kind
+
+    steps = ", ".join(k.singular for k in TABLE if k.step)
+    try:
+        found = find_kind(kind, named=False)
+    except WflpError:
+        raise ParameterError(f"{where}: unknown kind {kind!r}; use one of {steps}") from None
+    if not found.step:
         raise ParameterError(
-            f"{where}: kind {kind!r} cannot be run as a step; only calculator, generator and "
-            "selector steps run on configurations"
-        )
-    raise ParameterError(
-        f"{where}: unknown kind {kind!r}; use one of calculator, generator, selector, fitter"
-    )
+            f"{where}: kind {kind!r} cannot be run as a step; the kinds that run on "
+            f"configurations are {steps}")
+    return found.name
 
 
 def plan_step(kind: str, name: str, params: Mapping[str, Any] | None, output: os.PathLike | str,
