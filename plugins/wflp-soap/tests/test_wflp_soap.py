@@ -17,14 +17,19 @@ require_module("dscribe", "pip install dscribe (or pip install -e 'plugins/wflp-
 from wflp import AutoparaInfo, ConfigSet, OutputSpec, shutdown_pool  # noqa: E402
 from wflp.errors import OperationError, ParameterError  # noqa: E402
 from wflp.ops import select_cur, select_fps  # noqa: E402
-from wflp.plugins import get_generator, plugin_report, reset_plugin_manager  # noqa: E402
+from wflp.plugins import (  # noqa: E402
+    get_descriptor,
+    get_generator,
+    plugin_report,
+    reset_plugin_manager,
+)
 from wflp.records import read_record, record_path  # noqa: E402
 
 SMALL = {"r_cut": 4.0, "n_max": 3, "l_max": 2}
 
 
 def soap_op():
-    return get_generator("soap").load()
+    return get_descriptor("soap").load()
 
 
 def n_features(n_species: int, n_max: int, l_max: int) -> int:
@@ -51,15 +56,29 @@ def fresh_registry():
 def test_report_lists_the_plugin_as_ok(fresh_registry):
     [record] = [r for r in plugin_report() if r.distribution == "wflp-soap"]
     assert record.status == "ok", record.error
-    assert record.registered == {"generators": ["soap"]}
+    assert record.registered == {"descriptors": ["soap"], "generators": ["soap"]}
+
+
+def test_the_descriptor_is_also_the_generator_of_before(fresh_registry):
+    """soap is a descriptor; its registration as a generator (wflp-soap 0.1) stays, the
+    very same operation, so code and chains written for it keep working."""
+    spec = get_descriptor("soap")
+    assert spec.key == "soap"
+    assert spec.load() is get_generator("soap").load()
+    from wflp.chain import plan_step
+
+    as_descriptor = plan_step("descriptor", "soap", SMALL, "d.xyz")
+    as_generator = plan_step("generator", "soap", SMALL, "d.xyz")
+    assert as_descriptor.operation is as_generator.operation is spec.load()
+    assert (as_descriptor.kind, as_generator.kind) == ("descriptors", "generators")
 
 
 def test_discovery_does_not_import_dscribe():
     code = ("import sys\n"
-            "from wflp.plugins import get_generator, plugin_report\n"
+            "from wflp.plugins import get_descriptor, get_generator, plugin_report\n"
             "assert [r.status for r in plugin_report() if r.distribution == 'wflp-soap'] "
             "== ['ok']\n"
-            "get_generator('soap')\n"
+            "get_generator('soap'), get_descriptor('soap').load()\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dscribe', 'numba', "
             "'sparse')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

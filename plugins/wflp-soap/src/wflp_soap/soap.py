@@ -1,4 +1,4 @@
-"""The soap generator: SOAP descriptors (dscribe) added to every configuration.
+"""The soap descriptor: SOAP descriptors (dscribe) added to every configuration.
 
 - ``per_atom=False`` (the default): one vector per configuration in
   ``info[key]``, the average over its atoms. ``average="outer"`` (the default)
@@ -42,7 +42,7 @@ def _dscribe_soap() -> Any:
     try:
         from dscribe.descriptors import SOAP
     except ImportError as err:
-        raise PluginError(f"the soap generator needs dscribe, which cannot be imported "
+        raise PluginError(f"the soap descriptor needs dscribe, which cannot be imported "
                           f"({err}); install it with `pip install dscribe`") from err
     return SOAP
 
