@@ -53,6 +53,7 @@ ENV_ALLOW = "WFLP_LOAD_PLUGINS"
 BUILTIN_NAME = "wflp"
 
 OK, FAILED, DISABLED = "ok", "failed", "disabled"
+INCOMPATIBLE = "incompatible"  # made for another wflp (its Requires-Dist excludes this one)
 
 _FROM_ENV: Any = object()  # sentinel: read the setting from the environment
 
@@ -113,7 +114,9 @@ def normalize_kind(kind: str, *, named: bool = True) -> str:
 class PluginRecord:
     """What one plugin (usually one entry point of one distribution) contributed.
 
-    status: "ok", "failed" (error says why) or "disabled" (not in WFLP_LOAD_PLUGINS).
+    status: "ok", "failed" (error says why), "incompatible" (made for another wflp: its
+        requirement on wflp excludes this one; never imported) or "disabled" (not in
+        WFLP_LOAD_PLUGINS).
     registered: {kind: [names]} of what it registered (empty unless ok); a kind that
         registers no names (commands, panels) is listed with [] when the plugin has its hook.
     error: why it failed, or problems of an ok plugin (e.g. a name clash).
@@ -233,6 +236,10 @@ class WflpPluginManager:
                        f"already uses the entry-point name {ep.name!r}; entry-point names in "
                        f"group {ENTRY_POINT_GROUP!r} must be unique", key=f"{ep.name}:{dist}")
             return
+        problem = _incompatibility(ep, dist)
+        if problem:
+            self._fail(record, problem, status=INCOMPATIBLE)
+            return
         try:
             plugin = ep.load()
             if inspect.isclass(plugin):
@@ -270,15 +277,17 @@ class WflpPluginManager:
         self._registry = None
 
     def _fail(self, record: PluginRecord, reason: str, cause: Optional[BaseException] = None,
-              key: Optional[str] = None) -> None:
-        """Record *record* as failed (unregistering it), or raise PluginError if strict."""
-        message = f"wflp plugin {record.describe()} failed to load: {reason}"
+              key: Optional[str] = None, status: str = FAILED) -> None:
+        """Record *record* as failed or incompatible (unregistering it), or raise
+        PluginError if strict."""
+        what = "is incompatible" if status == INCOMPATIBLE else "failed to load"
+        message = f"wflp plugin {record.describe()} {what}: {reason}"
         if self.strict:  # raise before changing anything: the next attempt raises again
             raise PluginError(
                 f"{message}. Fix or uninstall it (or unset ${ENV_STRICT} to skip failing "
                 "plugins)"
             ) from cause
-        record.status = FAILED
+        record.status = status
         record.error = reason
         record.registered = {}
         self._records[key or record.plugin] = record
@@ -451,7 +460,7 @@ class WflpPluginManager:
         available = sorted(self._registry[kind]) if self._registry else []
         parts = [f"no {label} named {name!r} is registered",
                  f"available {kind}: {', '.join(available) if available else '(none)'}"]
-        failed = [r for r in self._records.values() if r.status == FAILED]
+        failed = [r for r in self._records.values() if r.status in (FAILED, INCOMPATIBLE)]
         if failed:
             parts.append("plugins that failed to load: " + "; ".join(
                 f"{r.describe()}: {r.error}" for r in failed))
@@ -481,6 +490,15 @@ def _call(impl: Any, hook: str, what: Optional[str] = None, **kwargs: Any) -> An
         return impl.function(*(kwargs[name] for name in impl.argnames))
     except (Exception, SystemExit, KeyboardInterrupt) as err:
         raise PluginError(_why(err, what or f"its hook {hook}()")) from err
+
+
+def _incompatibility(ep: Any, dist: Optional[str]) -> Optional[str]:
+    """Why the distribution of *ep* is not for this wflp (see compat.py), or None."""
+    from .. import __version__
+    from .compat import incompatibility, requires_of
+
+    return incompatibility(dist or ep.name, requires_of(getattr(ep, "dist", None)),
+                           __version__)
 
 
 def _why(err: BaseException, what: str) -> str:
