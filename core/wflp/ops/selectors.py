@@ -67,8 +67,22 @@ def read_vector(atoms: Any, params: dict) -> np.ndarray:
             f"{key!r} is a per-atom array (Atoms.arrays); this selector needs one vector per "
             f"configuration in Atoms.info[{key!r}] (e.g. an averaged descriptor: "
             "soap(..., per_atom=False))")
-    raise ValueError(f"it has no descriptor Atoms.info[{key!r}]; compute one first (e.g. with "
-                     f"the soap generator, key={key!r}) or pass the key that holds it")
+    raise ValueError(f"it has no descriptor Atoms.info[{key!r}]; compute one first with a "
+                     f"descriptor ({_descriptors_known()}) or pass the key that holds it")
+
+
+def _descriptors_known() -> str:
+    """The registered descriptors and the keys they write, for a message (the plugins'
+    kind "descriptors"); only read when a descriptor is missing."""
+    from ..plugins import list_specs
+
+    try:
+        specs = list_specs("descriptors")
+    except Exception as err:  # a broken plugin setup must not hide the real problem
+        return f"the registered ones could not be listed: {err}"
+    if not specs:
+        return "none is installed: e.g. pip install wflp-soap"
+    return "registered: " + ", ".join(f"{s.name} writes key={s.key!r}" for s in specs)
 
 
 def read_quantity(atoms: Any, params: dict) -> list[float]:
