@@ -42,7 +42,7 @@ from wflp.analysis import error_report  # noqa: E402
 from wflp.errors import RecordMismatchError, WflpError  # noqa: E402
 from wflp.iterate import Iteration, iterate  # noqa: E402
 from wflp.ops import FittedModel, OutputModel, calculate, fit, md, select_cur  # noqa: E402
-from wflp.plugins import get_generator  # noqa: E402
+from wflp.plugins import get_descriptor  # noqa: E402
 
 ITERATIONS = 3
 XTB = ("xtb", [], {"method": "GFN2-xTB"})
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     first_model = demo_out / "06_model_gap"
     first_train = [demo_out / "05_train.xyz"]
     steps = demo.Steps()
-    soap = get_generator("soap").load()
+    soap = get_descriptor("soap")
     rows = [{"iteration": 0, "training_frames": count(first_train), "new_frames": 0,
              "model": str(first_model),
              "test": errors_on(ConfigSet(demo_out / "07_test.gap.xyz"))}]
@@ -207,12 +207,12 @@ def run(args: argparse.Namespace) -> int:
                   abort_min_distance=ABORT_MIN_DISTANCE,
                   stop_max_temperature=STOP_TEMPERATURE_FACTOR * t, results_prefix="gap_",
                   seed=demo.SEED + 10_000 * n + t, autopara_info=pool)
-        described = steps(f"{n}.2 SOAP descriptors", [it.folder / "md_soap.xyz"], soap,
+        described = steps(f"{n}.2 SOAP descriptors", [it.folder / "md_soap.xyz"], soap.load(),
                           ConfigSet(md_files), OutputSpec(it.folder / "md_soap.xyz"),
                           **SOAP, autopara_info=pool)
         selected = steps(f"{n}.3 CUR, training set excluded", [it.folder / "new.xyz"],
                          select_cur, described, OutputSpec(it.folder / "new.xyz"),
-                         n_select=n_new, exclude=ConfigSet(train))
+                         n_select=n_new, exclude=ConfigSet(train), key=soap.key)
         labelled = it.folder / "new.xtb.xyz"
         steps(f"{n}.4 new frames, xTB", [labelled], calculate, selected,
               OutputSpec(labelled), calculator=XTB, prefix="xtb_", autopara_info=pool)

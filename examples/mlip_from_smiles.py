@@ -34,7 +34,7 @@ import numpy as np
 from wflp import AutoparaInfo, ConfigSet, OutputSpec
 from wflp.analysis import error_report, isolated_energies
 from wflp.ops import OutputModel, calculate, fit, isolated_atoms, md, select_by_index, select_cur
-from wflp.plugins import get_generator
+from wflp.plugins import get_descriptor, get_generator
 from wflp.records.query import load as load_record
 
 HERE = Path(__file__).resolve().parent
@@ -142,14 +142,15 @@ def main(argv: list | None = None) -> int:
               seed=SEED + t, autopara_info=pool)
 
     # 4. SOAP descriptors (averaged over each frame's atoms)
-    soap = get_generator("soap").load()
-    described = steps("4 SOAP descriptors", [out / "04_md_soap.xyz"], soap,
+    soap = get_descriptor("soap")   # a descriptor: .key is where it stores the vectors
+    described = steps("4 SOAP descriptors", [out / "04_md_soap.xyz"], soap.load(),
                       ConfigSet(md_files), OutputSpec(out / "04_md_soap.xyz"), r_cut=4.0,
                       n_max=4, l_max=3, autopara_info=pool)
 
     # 5. CUR: the most diverse frames, split at random into training and test sets
     selected = steps("5 CUR selection", [out / "05_selected.xyz"], select_cur, described,
-                     OutputSpec(out / "05_selected.xyz"), n_select=n_train + n_test)
+                     OutputSpec(out / "05_selected.xyz"), n_select=n_train + n_test,
+                     key=soap.key)
     order = np.random.default_rng(SEED).permutation(n_train + n_test)
     test_idx, train_idx = sorted(order[:n_test].tolist()), sorted(order[n_test:].tolist())
     train = steps("  training set", [out / "05_train.xyz"], select_by_index, selected,
