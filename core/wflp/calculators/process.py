@@ -1,0 +1,128 @@
+"""Running a code's program: its command line, its environment, its process.
+
+A command is a whole command line, MPI launcher included, split like a shell would and
+never run through one; extra environment variables go in front of it with ``env``
+(``os.environ`` is never changed). :func:`run_program` runs it with stdin closed and
+stdout/stderr to files, in its own session, so that an interruption (a time limit,
+Ctrl-C) kills the program and its children before the exception goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..errors import ParameterError
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class CannotRun(Exception):
+    """The program could not be started (not found, not executable)."""
+
+    def __init__(self, program: str, why: str):
+        super().__init__(f"cannot run {program!r} ({why})")
+        self.program = program
+        self.why = why
+
+
+def check_command(value: Optional[str], code: str, suffix: str, default: str,
+                  name: str) -> str:
+    """The command line: *value*, else ``$WFLP_<CODE>_<SUFFIX>``, else *default*; checked
+    to be splittable ("" when neither names one and the code has no default: the ASE
+    calculator knows how to run)."""
+    if value is None:
+        value = os.environ.get(f"WFLP_{code.upper()}_{suffix}") or default
+    if isinstance(value, str) and not value.strip() and not default:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise ParameterError(
+            f"{code}: {name} must name the program to run (e.g. {default!r}), got "
+            f"{value!r}; pass {name}= or set WFLP_{code.upper()}_{suffix}")
+    try:
+        shlex.split(value)
+    except ValueError as err:
+        raise ParameterError(f"{code}: {name} {value!r} cannot be split into words: "
+                             f"{err}") from None
+    return value
+
+
+def check_env(env: Any, code: str) -> dict[str, str]:
+    """Extra environment variables for the program, as strings; names checked."""
+    if env is not None and not isinstance(env, dict):
+        raise ParameterError(f"{code}: env must be a table of variables, e.g. "
+                             f"{{'OMP_NUM_THREADS': '1'}}, got {env!r}")
+    checked = {str(k): str(v) for k, v in (env or {}).items()}
+    env_prefix(checked)
+    return checked
+
+
+def env_prefix(env: Optional[dict[str, Any]]) -> list[str]:
+    """argv words that run a command with extra environment variables: ["env", "K=V" ...]."""
+    if not env:
+        return []
+    words = ["env"]
+    for key, value in env.items():
+        if not isinstance(key, str) or not ENV_NAME.match(key):
+            raise ParameterError(f"env: {key!r} is not an environment variable name")
+        words.append(f"{key}={value}")
+    return words
+
+
+def with_env(command: str, env: Optional[dict[str, str]]) -> str:
+    """*command* with the ``env`` words in front (a command line, for ASE's calculators)."""
+    prefix = env_prefix(env)
+    return f"{shlex.join(prefix)} {command}" if prefix and command else command
+
+
+def run_program(argv: Sequence[str], workdir: Path, stdout: str, stderr: Optional[str] = None,
+                started: Optional[Callable[[], None]] = None) -> int:
+    """Run *argv* in *workdir* with stdout (and stderr, else into stdout) to those files
+    there and stdin closed; its exit status. *started* is called once the files are open.
+    Raises :class:`CannotRun` if the program cannot be started."""
+    argv = list(argv)
+    with open(workdir / stdout, "wb") as out, \
+            (open(workdir / stderr, "wb") if stderr else contextlib.nullcontext(None)) as err:
+        if started is not None:
+            started()
+        try:
+            proc = subprocess.Popen(argv, cwd=workdir, stdout=out,
+                                    stderr=err if err is not None else subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as error:
+            raise CannotRun(argv[0] if argv else "", error.strerror or str(error)) from error
+        try:
+            return proc.wait()
+        except BaseException:
+            kill_group(proc)
+            raise
+
+
+def kill_group(proc: subprocess.Popen[Any]) -> None:
+    """Kill a program started in its own session, and its children; wait for it."""
+    with contextlib.suppress(OSError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        proc.kill()
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=10)
+
+
+def exit_status_of(err: BaseException) -> Optional[int]:
+    """The exit status in what ASE raised when it ran the program itself, if it says."""
+    code = getattr(err, "returncode", None)
+    if isinstance(code, int):
+        return code
+    match = re.search(r"(?:returned an error:|with error code) *(-?\d+)", str(err))
+    return int(match.group(1)) if match else None
+
+
+__all__ = ["CannotRun", "check_command", "check_env", "env_prefix", "exit_status_of",
+           "kill_group", "run_program", "with_env"]
