@@ -299,7 +299,7 @@ def wflp_panels(output: Any, record: Any) -> Iterable[dict]:
     else nothing. A panel is a dict: ``title`` (str) and any of ``text`` (str), ``table``
     (rows of cells; everything is escaped) and ``images`` (paths of PNG files, shown only
     if inside the folder being served). A hook that raises is logged and its panels left
-    out; the page is still shown.
+    out; the page is still shown. ``WflpPluginManager.call_each`` calls it that way.
 
     Example: a panel with the number of lines of every output file::
 
@@ -319,6 +319,6 @@ def wflp_panels(output: Any, record: Any) -> Iterable[dict]:
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     path = pathlib.Path(tmp) / "out.xyz"
         ...     _ = path.write_text("1\\n\\nH 0 0 0\\n")
-        ...     pm.pm.hook.wflp_panels(output=path, record=None)
-        [[{'title': 'Lines', 'table': [['lines', 3]]}]]
+        ...     pm.call_each("wflp_panels", output=path, record=None)
+        [('LinesPlugin', [{'title': 'Lines', 'table': [['lines', 3]]}])]
     """

@@ -417,22 +417,39 @@ class WflpPluginManager:
         registry = self._get_registry()
         return [registry[kind][n][0] for n in sorted(registry[kind])]
 
+    def call_each(self, hook: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call every plugin's implementation of a hook that registers no names
+        (``wflp_panels(output=..., record=...)``, ``wflp_commands(cli=...)``) on its own:
+        [(plugin name, what it returned)], in pluggy's order. A plugin whose hook raises is
+        logged and left out (PluginError naming it in strict mode); the others still run.
+        """
+        kind = find_kind(hook[len("wflp_"):] if hook.startswith("wflp_") else hook,
+                         named=False)
+        if kind.named:
+            raise PluginError(f"{kind.hook} registers names: look them up with "
+                              f"get_spec({kind.name!r}, name) or list_specs({kind.name!r})")
+        with self._lock:
+            self.load()
+            impls = getattr(self.pm.hook, kind.hook).get_hookimpls()
+        out = []
+        for impl in reversed(impls):  # pluggy calls the last registered first
+            name = self.pm.get_name(impl.plugin)
+            try:
+                out.append((name, _call(impl, kind.hook, f"its hook {kind.hook}", **kwargs)))
+            except PluginError as err:
+                record = self._records.get(name)
+                who = record.describe() if record else f"plugin {name!r}"
+                if self.strict:
+                    raise PluginError(f"{who}: {err}") from err.__cause__
+                log.warning("%s: %s; what it adds is left out", who, err)
+        return out
+
     def add_commands(self, cli: Any) -> list[str]:
         """Let every plugin add commands to the click group *cli* (the wflp_commands hook);
         returns the names added. A plugin whose hook raises is reported, the rest work."""
         with self._lock:
-            self.load()
             before = set(getattr(cli, "commands", {}))
-            for impl in self.pm.hook.wflp_commands.get_hookimpls():
-                name = self.pm.get_name(impl.plugin)
-                try:
-                    _call(impl, "wflp_commands", "its hook wflp_commands", cli=cli)
-                except PluginError as err:
-                    record = self._records.get(name)
-                    who = record.describe() if record else f"plugin {name!r}"
-                    if self.strict:
-                        raise PluginError(f"{who}: {err}") from err.__cause__
-                    log.warning("%s: %s; its commands are left out", who, err)
+            self.call_each("wflp_commands", cli=cli)
             return sorted(set(getattr(cli, "commands", {})) - before)
 
     def get_executor(self, name: str, **options: Any) -> Any:
