@@ -1,10 +1,11 @@
-"""wflp new-plugin: what it writes, what it refuses, and that the result installs and passes
-its own tests (the slow test installs the scaffolded plugins with pip)."""
+"""wflp new-plugin: what it writes, what it refuses, and that a plugin of every kind is
+discovered and passes its own tests (the slow test puts the scaffolded plugins on the path
+with an entry point each, as an installation would, without pip)."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 from wflp.chain import _toml
 from wflp.cli import cli
+from wflp.plugins.kinds import TABLE
 from wflp.scaffold import SCAFFOLD_KINDS, WFLP_REQUIREMENT, plugin_names, render
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +69,12 @@ def test_new_plugin_rejects_bad_names(tmp_path, name):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_every_kind_of_the_table_has_an_example():
+    assert SCAFFOLD_KINDS == tuple(k.name for k in TABLE)
+    result = invoke("new-plugin", "--help")
+    assert all(k.name in " ".join(result.stdout.split()) for k in TABLE)
+
+
 def test_new_plugin_rejects_an_unknown_kind(tmp_path):
     result = invoke("new-plugin", "x", "--dir", str(tmp_path), "--kind", "potatoes")
     assert result.exit_code == 2 and "--kind" in result.stderr
@@ -96,55 +104,46 @@ def test_scaffolded_code_passes_the_projects_lint(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-# -- the real thing: install, discover, run the generated tests ------------------------------
+# -- the real thing: discover, run the generated tests ------------------------------------
 
-def _pip(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
-    return subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
-
-
-def _can_build_without_isolation() -> bool:
-    """setuptools builds wheels by itself from 70.1 on; before that it needs `wheel`."""
-    try:
-        from importlib.metadata import version
-
-        major, minor = (int(x) for x in version("setuptools").split(".")[:2])
-    except Exception:
-        return False
-    return (major, minor) >= (70, 1) or importlib.util.find_spec("wheel") is not None
+def _as_if_installed(root: Path, site: Path) -> None:
+    """What `pip install` leaves for importlib.metadata: a .dist-info folder with the
+    name, version, requirements and entry points of the plugin's pyproject.toml."""
+    meta = _toml().loads((root / "pyproject.toml").read_text())["project"]
+    version = meta.get("version", "0.1.0")
+    info = site / f"{meta['name'].replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    requires = "".join(f"Requires-Dist: {d}\n" for d in meta["dependencies"])
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\n"
+                                   f"Version: {version}\n{requires}")
+    (info / "entry_points.txt").write_text("[wflp]\n" + "".join(
+        f"{name} = {value}\n" for name, value in meta["entry-points"]["wflp"].items()))
 
 
-@pytest.fixture
-def installed_plugins(tmp_path):
-    """Scaffold one plugin of every kind and pip-install them; uninstall afterwards."""
+@pytest.mark.slow
+def test_a_scaffolded_plugin_of_every_kind_is_discovered_and_passes_its_tests(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
     roots = []
     for kind in SCAFFOLD_KINDS:
         result = invoke("new-plugin", f"scaffoldtest-{kind}", "--dir", str(tmp_path),
                         "--kind", kind)
         assert result.exit_code == 0, result.stderr
         roots.append(tmp_path / f"wflp-scaffoldtest-{kind}")
-    dists = [r.name for r in roots]
-    build = ["--no-build-isolation"] if _can_build_without_isolation() else []
-    try:
-        proc = _pip("install", "--no-deps", *build, *map(str, roots))
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        yield roots
-    finally:
-        _pip("uninstall", "-y", *dists)
-
-
-@pytest.mark.slow
-def test_scaffolded_plugins_install_and_pass_their_tests(installed_plugins):
-    env = {k: v for k, v in os.environ.items() if k != "WFLP_LOAD_PLUGINS"}
-    listed = subprocess.run([sys.executable, "-m", "wflp.cli", "list-plugins"],
+        _as_if_installed(roots[-1], site)
+    env = {k: v for k, v in os.environ.items() if k not in ("WFLP_LOAD_PLUGINS", "WFLP_HOME")}
+    env["PYTHONPATH"] = os.pathsep.join([str(site), *map(str, roots)])
+    env["WFLP_STRICT_PLUGINS"] = "1"  # any problem of a scaffolded plugin is an error
+    listed = subprocess.run([sys.executable, "-m", "wflp.cli", "list-plugins", "--json"],
                             capture_output=True, text=True, env=env, timeout=120)
     assert listed.returncode == 0, listed.stderr
-    for root in installed_plugins:
-        row = next((ln for ln in listed.stdout.splitlines() if ln.startswith(root.name + " ")),
-                   None)
-        assert row is not None and row.split()[2] == "ok", listed.stdout
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                              cwd=root, capture_output=True, text=True, env=env, timeout=300)
-        assert proc.returncode == 0, f"{root.name}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
-        assert "2 passed" in proc.stdout
+    records = {r["distribution"]: r for r in json.loads(listed.stdout)}
+    for kind, root in zip(SCAFFOLD_KINDS, roots):
+        record = records[root.name]
+        assert record["status"] == "ok", record
+        assert kind in record["registered"], record
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           *[str(r / "tests") for r in roots]],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert f"{2 * len(roots)} passed" in proc.stdout

@@ -3,8 +3,10 @@
 The distribution ``wflp-NAME`` holds a module ``wflp_NAME`` whose ``@hookimpl``
 registers one example of the chosen kind under NAME, a pyproject.toml with the
 ``wflp`` entry point, a README and a test that checks the plugin is discovered
-and that its example works. Everything is written to a temporary folder first
-and renamed into place, so a failure leaves nothing behind.
+and that its example works. There is one example for every kind in the table of
+kinds (``wflp.plugins.kinds.TABLE``); a test checks none is missing. Everything is
+written to a temporary folder first and renamed into place, so a failure leaves
+nothing behind.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from .errors import OutputError, ParameterError, PluginError
 PathLike = Union[str, "os.PathLike[str]"]
 
 WFLP_REQUIREMENT = "wflp>=0.1,<0.2"
-SCAFFOLD_KINDS = ("calculators", "generators", "selectors", "fitters", "executors")
 
 
 @dataclasses.dataclass
@@ -60,11 +61,11 @@ def plugin_names(name: str) -> tuple[str, str, str]:
 def scaffold_plugin(name: str, directory: PathLike = ".", kind: str = "calculators",
                     ) -> ScaffoldResult:
     """Create ``DIRECTORY/wflp-NAME``; refuses (OutputError) if that path exists."""
-    from .plugins.manager import normalize_kind
+    from .plugins.kinds import find_kind
 
     norm, dist, module = plugin_names(name)
     try:
-        kind = normalize_kind(kind)
+        kind = find_kind(kind, named=False).name
     except PluginError as err:
         raise ParameterError(f"--kind: {err}") from None
     parent = Path(directory)
@@ -94,19 +95,23 @@ def scaffold_plugin(name: str, directory: PathLike = ".", kind: str = "calculato
 
 
 def render(name: str, kind: str) -> dict[str, str]:
-    """The files of a plugin registering *name* as *kind*: {relative path: text}."""
-    if kind not in SCAFFOLD_KINDS:
+    """The files of a plugin registering *name* as *kind* (plural): {relative path: text}."""
+    from .plugins.kinds import BY_NAME
+
+    if kind not in _EXAMPLES:
         raise ParameterError(f"cannot scaffold kind {kind!r}; use one of "
-                             f"{', '.join(SCAFFOLD_KINDS)}")
+                             f"{', '.join(_EXAMPLES)}")
     dist = "wflp-" + name.replace("_", "-")
     module = "wflp_" + name
     example = _EXAMPLES[kind]
     subs = {
         "{{NAME}}": name,
+        "{{COMMAND}}": name.replace("_", "-"),
         "{{DIST}}": dist,
         "{{MODULE}}": module,
         "{{KIND}}": kind,
         "{{KIND1}}": kind[:-1],
+        "{{REGISTERED}}": '["{{NAME}}"]' if BY_NAME[kind].named else "[]",
         "{{WFLP_REQUIREMENT}}": WFLP_REQUIREMENT,
         "{{SUMMARY}}": example["summary"],
         "{{HOOK}}": example["hook"],
@@ -114,7 +119,7 @@ def render(name: str, kind: str) -> dict[str, str]:
     }
 
     def fill(text: str) -> str:
-        for key in ("{{HOOK}}", "{{USAGE}}"):  # these contain other placeholders
+        for key in ("{{HOOK}}", "{{USAGE}}", "{{REGISTERED}}", "{{SUMMARY}}"):  # hold others
             text = text.replace(key, subs[key])
         for key, value in subs.items():
             text = text.replace(key, value)
@@ -237,7 +242,7 @@ def test_plugin_is_discovered():
     assert records, "{{DIST}} is not installed: run `pip install -e .` in its folder"
     record = records[0]
     assert record.status == "ok", record.error
-    assert record.registered.get("{{KIND}}") == ["{{NAME}}"]
+    assert record.registered.get("{{KIND}}") == {{REGISTERED}}
 
 '''
 
@@ -639,7 +644,291 @@ def test_executor_gives_the_serial_results():
 ''',
 }
 
-_EXAMPLES = {"calculators": _CALCULATOR, "generators": _GENERATOR, "selectors": _SELECTOR,
-             "fitters": _FITTER, "executors": _EXECUTOR}
+_DESCRIPTOR = {
+    "summary": "sorted Coulomb-matrix eigenvalues of each configuration (example descriptor)",
+    "module": "ops",
+    "hook": '''
+@hookimpl
+def wflp_descriptors():
+    from wflp.plugins import DescriptorSpec
 
-__all__ = ["ScaffoldResult", "plugin_names", "render", "scaffold_plugin"]
+    return [
+        DescriptorSpec(
+            name="{{NAME}}",
+            summary="sorted Coulomb-matrix eigenvalues in info['{{NAME}}'] (example)",
+            operation="{{MODULE}}.ops:coulomb_eigenvalues",
+            key="{{NAME}}",
+        )
+    ]
+''',
+    "code": '''
+"""The descriptor: a wflp operation storing one vector per configuration in info[key],
+which wflp's global selectors (select_cur, select_fps) read with key=..."""
+
+from __future__ import annotations
+
+import numpy as np
+from wflp import operation
+
+
+@operation("{{NAME}}", version="1")
+def coulomb_eigenvalues(atoms, size: int = 16, key: str = "{{NAME}}"):
+    """The eigenvalues of the Coulomb matrix (Rupp et al. 2012), largest first, padded
+    with zeros to size: the same for any rotation, translation or order of the atoms.
+    Distances ignore periodic images (a descriptor of molecules and clusters)."""
+    if len(atoms) > size:
+        raise ValueError(f"{len(atoms)} atoms, more than size={size}: raise size")
+    z = atoms.numbers.astype(float)
+    distances = atoms.get_all_distances()
+    np.fill_diagonal(distances, 1.0)
+    matrix = np.outer(z, z) / distances
+    np.fill_diagonal(matrix, 0.5 * z**2.4)
+    values = np.sort(np.linalg.eigvalsh(matrix))[::-1]
+    atoms.info[key] = np.pad(values, (0, size - len(values)))
+    return atoms
+''',
+    "usage": '''
+```bash
+wflp run descriptor {{NAME}} -i configs.xyz -o described.xyz --set size=32
+wflp run selector select_fps -i described.xyz -o diverse.xyz --set n_select=10 --set key={{NAME}}
+```
+
+```python
+from wflp import ConfigSet, OutputSpec
+from wflp.ops import select_fps
+from wflp.plugins import get_descriptor
+
+spec = get_descriptor("{{NAME}}")
+described = spec.load()(ConfigSet("configs.xyz"), OutputSpec("described.xyz"), size=32)
+select_fps(described, OutputSpec("diverse.xyz"), n_select=10, key=spec.key)
+```
+''',
+    "test": '''
+def test_descriptor_is_invariant_and_feeds_a_selector():
+    import numpy as np
+    from ase.build import molecule
+    from wflp import OutputSpec
+    from wflp.ops import select_fps
+    from wflp.plugins import get_descriptor
+
+    spec = get_descriptor("{{NAME}}")
+    water = molecule("H2O")
+    turned = water.copy()
+    turned.rotate(40, "z")
+    turned.translate([1.0, 2.0, 3.0])
+    turned = turned[[2, 0, 1]]
+    first, second = spec.load()([water, turned], OutputSpec(), size=8)
+    assert first.info[spec.key].shape == (8,)
+    np.testing.assert_allclose(first.info[spec.key], second.info[spec.key], atol=1e-10)
+
+    rng = np.random.default_rng(0)
+    names = ("H2O", "CH4", "NH3", "C2H4")
+    pool = []
+    for i in range(20):
+        mol = molecule(names[i % 4])
+        mol.positions += rng.normal(scale=0.02, size=mol.positions.shape)
+        pool.append(mol)
+    described = list(spec.load()(pool, OutputSpec(), size=8))
+    picked = select_fps(described, OutputSpec(), n_select=4, key=spec.key)
+    assert sorted(a.get_chemical_formula() for a in picked) == ["C2H4", "CH4", "H2O", "H3N"]
+''',
+}
+
+_SCHEDULER = {
+    "summary": "jobs as background processes at a lower CPU priority (example scheduler)",
+    "module": "scheduler",
+    "hook": '''
+@hookimpl
+def wflp_schedulers():
+    from wflp.plugins import SchedulerSpec
+
+    return [
+        SchedulerSpec(
+            name="{{NAME}}",
+            summary="jobs as background processes under nice, no queue (example)",
+            factory="{{MODULE}}.scheduler:NiceScheduler",
+        )
+    ]
+''',
+    "code": '''
+"""The scheduler: the dialect of a queueing system, here wflp's built-in "local" one
+(jobs as background processes) with each job started under `nice`. A dialect only builds
+commands (argv lists) and parses their output; wflp runs them, locally or over SSH, and
+owns the job store, polling and resume. A real queue overrides every *_command and
+parse_* method (see wflp.remote.scheduler.Scheduler and the wflp-slurm plugin)."""
+
+from __future__ import annotations
+
+import shlex
+
+from wflp.remote.scheduler import JobScript, LocalScheduler
+
+
+class NiceScheduler(LocalScheduler):
+    """Like the local scheduler, but jobs run at a lower CPU priority."""
+
+    name = "{{NAME}}"
+    niceness = 10
+
+    def submit_command(self, script: str, job: JobScript) -> list[str]:
+        # every path is quoted: job names and folders come from the user
+        inner = (f"cd {shlex.quote(job.directory)} && setsid nice -n {int(self.niceness)} "
+                 f"sh {shlex.quote(script)} > {shlex.quote(job.stdout)} "
+                 f"2> {shlex.quote(job.stderr)} < /dev/null & echo $!")
+        return ["sh", "-c", inner]
+''',
+    "usage": '''
+A system in `wflp-systems.toml` names the scheduler:
+
+```toml
+[systems.background]
+scheduler = "{{NAME}}"
+```
+
+```python
+from wflp.remote import submit
+
+job = submit(sum, args=([1, 2, 3],), system="background")
+print(job.result(timeout="1m"))   # 6
+```
+''',
+    "test": '''
+def test_jobs_run_under_nice(tmp_path, monkeypatch):
+    import os
+
+    from wflp.plugins import get_scheduler
+    from wflp.remote import submit
+    from wflp.remote.scheduler import CommandResult, JobState
+    from wflp.testing import scaled
+    from wflp.testing_remote import write_systems
+
+    dialect = get_scheduler("{{NAME}}").load()()
+    listing = CommandResult(("ps",), 0, "  41 SN\\n  42 Z\\n", "")
+    statuses = dialect.parse_status(listing, ["41", "42"])
+    assert statuses["41"].state == JobState.RUNNING and "42" not in statuses
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WFLP_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("WFLP_SYSTEMS", raising=False)
+    write_systems(tmp_path, tmp_path, "{{NAME}}")
+    job = submit(os.nice, args=(0,), system="{{NAME}}")
+    assert job.result(timeout=scaled(120)) == min(os.nice(0) + dialect.niceness, 19)
+''',
+}
+
+_COMMANDS = {
+    "summary": "a `wflp {{COMMAND}}` command counting configurations by formula (example)",
+    "module": "commands",
+    "hook": '''
+@hookimpl
+def wflp_commands(cli):
+    from {{MODULE}}.commands import add_commands
+
+    add_commands(cli)
+''',
+    "code": '''
+"""The command: wflp calls add_commands(cli) with its click group the first time a
+command that is not built in is asked for (or `wflp --help`)."""
+
+from __future__ import annotations
+
+import click
+
+
+def add_commands(cli: click.Group) -> None:
+    @cli.command("{{COMMAND}}")
+    @click.argument("files", nargs=-1, required=True,
+                    type=click.Path(exists=True, dir_okay=False))
+    def count_formulas(files):
+        """How many configurations of each chemical formula FILES hold."""
+        from collections import Counter
+
+        from wflp import ConfigSet
+
+        counts = Counter(at.get_chemical_formula() for at in ConfigSet(list(files)))
+        for formula, n in sorted(counts.items()):
+            click.echo(f"{formula}\\t{n}")
+''',
+    "usage": '''
+```bash
+wflp {{COMMAND}} md.xyz more.xyz
+wflp --help          # lists it among the commands
+```
+''',
+    "test": '''
+def test_command_counts_formulas(tmp_path):
+    import ase.io
+    from ase.build import molecule
+    from click.testing import CliRunner
+    from wflp.cli import cli
+
+    ase.io.write(tmp_path / "mols.xyz", [molecule("H2O"), molecule("CH4"), molecule("H2O")])
+    result = CliRunner().invoke(cli, ["{{COMMAND}}", str(tmp_path / "mols.xyz")])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["CH4\\t1", "H2O\\t2"]
+    missing = CliRunner().invoke(cli, ["{{COMMAND}}", str(tmp_path / "none.xyz")])
+    assert missing.exit_code == 2
+''',
+}
+
+_PANELS = {
+    "summary": "a panel counting an output's configurations in `wflp browse` (example)",
+    "module": "panels",
+    "hook": '''
+@hookimpl
+def wflp_panels(output, record):
+    from {{MODULE}}.panels import panels
+
+    return panels(output, record)
+''',
+    "code": '''
+"""The panel: `wflp browse` (plugin wflp-web) asks every plugin for panels on the page of
+an output. Return [] for outputs this plugin knows nothing about."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def panels(output, record) -> list[dict]:
+    """A table of the configurations in an extended-XYZ output, by chemical formula."""
+    path = Path(output)
+    if not path.is_file() or path.suffix != ".xyz":
+        return []
+    from collections import Counter
+
+    import ase.io
+
+    counts = Counter(at.get_chemical_formula() for at in ase.io.iread(path, ":"))
+    rows = [[formula, n] for formula, n in sorted(counts.items())]
+    return [{"title": "Configurations by formula", "table": [["formula", "count"], *rows]}]
+''',
+    "usage": '''
+```bash
+pip install wflp-web
+wflp browse            # an output's page shows the panel "Configurations by formula"
+```
+''',
+    "test": '''
+def test_panel_counts_configurations(tmp_path):
+    import ase.io
+    from ase.build import molecule
+    from wflp.plugins import get_plugin_manager
+
+    path = tmp_path / "mols.xyz"
+    ase.io.write(path, [molecule("H2O"), molecule("CH4"), molecule("H2O")])
+    given = dict(get_plugin_manager().call_each("wflp_panels", output=path, record=None))
+    [panel] = given["{{NAME}}"]
+    assert panel["table"] == [["formula", "count"], ["CH4", 1], ["H2O", 2]]
+    other = dict(get_plugin_manager().call_each("wflp_panels", output=tmp_path, record=None))
+    assert other["{{NAME}}"] == []
+''',
+}
+
+_EXAMPLES = {"calculators": _CALCULATOR, "generators": _GENERATOR, "selectors": _SELECTOR,
+             "fitters": _FITTER, "descriptors": _DESCRIPTOR, "executors": _EXECUTOR,
+             "schedulers": _SCHEDULER, "commands": _COMMANDS, "panels": _PANELS}
+"""One example per kind of wflp.plugins.kinds.TABLE, in its order."""
+SCAFFOLD_KINDS = tuple(_EXAMPLES)
+
+__all__ = ["SCAFFOLD_KINDS", "ScaffoldResult", "plugin_names", "render", "scaffold_plugin"]
