@@ -28,15 +28,52 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 _wflp_log() { printf '[wflp setup] %s\n' "$*" >&2; }
 
-# The first-party plugins: every plugins/<name>/ that is a Python project.
+# The first-party plugins: every plugins/<name>/ that is a Python project and whose
+# requires-python the interpreter meets (the venv's, else $PYTHON). The others are
+# skipped with one line saying why (wflp-dask needs Python >= 3.10; wflp needs 3.9).
+# wflp_bootstrap decides once and keeps the answer in WFLP_PLUGIN_DIRS.
 wflp_plugin_dirs() {
+    if [[ -n "${WFLP_PLUGIN_DIRS+set}" ]]; then
+        [[ -z "${WFLP_PLUGIN_DIRS}" ]] || printf '%s\n' "${WFLP_PLUGIN_DIRS}"
+        return 0
+    fi
     local d
+    local -a dirs=()
     for d in "${WFLP_ROOT}"/plugins/*/; do
         d="${d%/}"
         if [[ -f "${d}/pyproject.toml" || -f "${d}/setup.py" ]]; then
-            printf '%s\n' "${d}"
+            dirs+=("${d}")
         fi
     done
+    [[ ${#dirs[@]} -gt 0 ]] || return 0
+    local py="${WFLP_VENV}/bin/python"
+    [[ -x "${py}" ]] || py="${PYTHON}"
+    # the specifier is read by wflp's own (stdlib-only) compat module, loaded by path
+    # because wflp may not be installed yet; if that fails, every plugin is kept
+    "${py}" - "${WFLP_ROOT}/core/wflp/plugins/compat.py" "${dirs[@]}" <<'PY' \
+        || printf '%s\n' "${dirs[@]}"
+import importlib.util
+import platform
+import re
+import sys
+from pathlib import Path
+
+spec = importlib.util.spec_from_file_location("_wflp_compat", sys.argv[1])
+compat = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(compat)
+here = platform.python_version()
+keep = []
+for d in sys.argv[2:]:
+    toml = Path(d, "pyproject.toml")
+    text = toml.read_text(encoding="utf-8") if toml.is_file() else ""
+    m = re.search(r"""(?m)^\s*requires-python\s*=\s*["']([^"']*)["']""", text)
+    if m and compat.specifier_contains(m.group(1), here) is False:
+        print(f"[wflp setup] skipping {Path(d).name}: it requires Python {m.group(1)}, "
+              f"and {sys.executable} is Python {here}", file=sys.stderr)
+    else:
+        keep.append(d)
+print("\n".join(keep))
+PY
 }
 
 # A digest of everything that decides what gets installed: when it changes,
@@ -52,6 +89,10 @@ _wflp_install_digest() {
                 cat "${f}"
             fi
         done
+        # versions live in the packages (CONTRIBUTING.md, Versions): a bump reinstalls,
+        # so that the installed metadata says the new version
+        grep -H '^__version__' "${WFLP_ROOT}/core/wflp/__init__.py" \
+            "${WFLP_ROOT}"/plugins/*/src/*/__init__.py 2>/dev/null || true
     } | "${WFLP_VENV}/bin/python" -c \
         'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())'
 }
@@ -72,6 +113,8 @@ wflp_bootstrap() {
     fi
 
     local mode="${1:-all}"
+    unset WFLP_PLUGIN_DIRS
+    WFLP_PLUGIN_DIRS="$(wflp_plugin_dirs)"
     local stamp="${WFLP_VENV}/.wflp-install-digest"
     local demo_stamp="${WFLP_VENV}/.wflp-install-digest-demo"
     local digest

@@ -1,10 +1,16 @@
-"""Packaging: the check that refuses a plugin made for another wflp."""
+"""Packaging: one version per distribution, plugins' declared wflp requirement, the
+check that refuses a plugin made for another wflp, and the bootstrap's requires-python
+skip. (Building and installing the wheels themselves: scripts/check-wheels.sh, in CI.)
+"""
 
 from __future__ import annotations
 
 import itertools
 import logging
 import os
+import platform
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -22,6 +28,15 @@ from wflp.plugins.compat import (
     plugin_requirement,
     specifier_contains,
 )
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_DIRS = sorted(p.parent for p in ROOT.glob("plugins/*/pyproject.toml"))
+
 
 # -- versions and specifiers (compat.py reads them without `packaging`) ----------------------
 
@@ -192,3 +207,106 @@ def test_list_plugins_shows_an_incompatible_plugin_in_one_line(site):
     assert problems[0].strip().startswith(
         f"wflp-future [future_calc = wflpfut_future]: incompatible: it needs wflp>={NEXT}")
     assert "WARNING" in done.stderr and "is incompatible" in done.stderr
+
+
+# -- one version per distribution, from one place -----------------------------------------------
+
+def _distributions() -> list[tuple[Path, str, Path]]:
+    """(pyproject.toml, import name, __init__.py) of the core and of every plugin."""
+    out = [(ROOT / "pyproject.toml", "wflp", ROOT / "core" / "wflp" / "__init__.py")]
+    for d in PLUGIN_DIRS:
+        [pkg] = [p.parent.name for p in (d / "src").glob("*/__init__.py")]
+        out.append((d / "pyproject.toml", pkg, d / "src" / pkg / "__init__.py"))
+    return out
+
+
+@pytest.mark.parametrize("pyproject, package, init", _distributions(),
+                         ids=lambda v: v.parent.name if isinstance(v, Path) else None)
+def test_each_distribution_reads_its_version_from_its_package(pyproject, package, init):
+    data = tomllib.loads(pyproject.read_text())
+    project = data["project"]
+    assert "version" not in project, f"{pyproject}: the version belongs in {init}"
+    assert "version" in project.get("dynamic", []), pyproject
+    assert data["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": f"{package}.__version__"}, pyproject
+    literals = re.findall(r'(?m)^__version__ = "([^"]+)"$', init.read_text())
+    assert len(literals) == 1, f"{init}: one literal __version__ = \"X.Y.Z\" line"
+    assert parse_version(literals[0]) is not None, literals[0]
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        installed = version(project["name"])
+    except PackageNotFoundError:
+        return  # not installed here (e.g. wflp-dask on Python 3.9)
+    assert installed == literals[0], (
+        f"{project['name']}: installed metadata says {installed}, its package "
+        f"{literals[0]}; reinstall (bash scripts/dev-install.sh)")
+
+
+@pytest.mark.parametrize("plugin", PLUGIN_DIRS, ids=lambda p: p.name)
+def test_each_plugin_requires_the_wflp_releases_of_this_core(plugin):
+    project = tomllib.loads((plugin / "pyproject.toml").read_text())["project"]
+    spec = core_requirement(project["dependencies"])
+    expected = plugin_requirement(wflp.__version__)
+    assert f"wflp{spec}" == expected, (f"{plugin.name} depends on wflp{spec}; with wflp "
+                                       f"{wflp.__version__} it should be {expected}")
+    assert specifier_contains(spec, wflp.__version__) is True
+
+
+def test_plugin_requirement_follows_the_core_version():
+    assert plugin_requirement("0.1.0") == "wflp>=0.1,<0.2"
+    assert plugin_requirement("0.12.3.dev1") == "wflp>=0.12,<0.13"
+    assert plugin_requirement("1.4.2") == "wflp>=1.4,<2"
+    assert plugin_requirement("2") == "wflp>=2.0,<3"
+    with pytest.raises(ValueError, match="not a PEP 440 version"):
+        plugin_requirement("latest")
+
+
+def test_changelog_has_unreleased_and_no_release_newer_than_the_code():
+    text = (ROOT / "CHANGELOG.md").read_text()
+    headings = re.findall(r"(?m)^## (.*)$", text)
+    assert headings[0] == "[Unreleased]", "the newest section collects what is not released"
+    released = []
+    for heading in headings[1:]:
+        m = re.fullmatch(r"\[([^\]]+)\] - \d{4}-\d\d-\d\d", heading)
+        assert m and parse_version(m.group(1)), f"CHANGELOG.md: heading {heading!r}"
+        released.append(parse_version(m.group(1)).key())
+    assert released == sorted(released, reverse=True), "CHANGELOG.md: newest first"
+    assert all(v <= parse_version(wflp.__version__).key() for v in released), (
+        f"CHANGELOG.md has a release newer than wflp.__version__ = {wflp.__version__}")
+
+
+# -- scripts/_bootstrap.sh: plugins whose requires-python this Python does not meet ---------
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bootstrap_skips_plugins_that_need_another_python(tmp_path):
+    tree = tmp_path / "repo"
+    (tree / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "_bootstrap.sh", tree / "scripts")
+    (tree / "core" / "wflp" / "plugins").mkdir(parents=True)
+    shutil.copy(ROOT / "core" / "wflp" / "plugins" / "compat.py",
+                tree / "core" / "wflp" / "plugins")
+    here = ".".join(map(str, sys.version_info[:2]))
+    for name, need in (("wflp-fits", f">={here}"), ("wflp-future", ">=3.99"),
+                       ("wflp-old", f"<{here}"), ("wflp-any", None)):
+        (tree / "plugins" / name).mkdir(parents=True)
+        line = f'requires-python = "{need}"\n' if need else ""
+        (tree / "plugins" / name / "pyproject.toml").write_text(
+            f'[project]\nname = "{name}"\n{line}')
+    (tree / "plugins" / "notes").mkdir()     # not a Python project: never listed
+    # as wflp_bootstrap does: decide once (saying why a plugin is skipped), then reuse
+    script = ('source scripts/_bootstrap.sh; WFLP_PLUGIN_DIRS="$(wflp_plugin_dirs)";'
+              ' echo "-- decided" >&2; wflp_plugin_dirs')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WFLP_")}
+    env.update(PYTHON=sys.executable, WFLP_VENV=str(tmp_path / "no-venv"))
+    done = subprocess.run(["bash", "-c", script], cwd=tree, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [Path(p).name for p in done.stdout.split()] == ["wflp-any", "wflp-fits"]
+    deciding, reusing = done.stderr.split("-- decided\n")
+    assert reusing == ""
+    assert sorted(deciding.splitlines()) == [
+        f"[wflp setup] skipping wflp-future: it requires Python >=3.99, and "
+        f"{sys.executable} is Python {platform.python_version()}",
+        f"[wflp setup] skipping wflp-old: it requires Python <{here}, and "
+        f"{sys.executable} is Python {platform.python_version()}",
+    ]
