@@ -41,7 +41,7 @@ from .rundir import RunDirs, check_folder, check_keep
 log = logging.getLogger("wflp")
 
 # the spec's fields also readable as attributes of the class (calc.code, calc.output_file
-# ...); a subclass that sets them as class attributes, the older way, gets a spec made of them
+# ...); a subclass that sets them as class attributes, the older way, gets a spec with them
 MIRRORED = ("code", "default_command", "default_command_gamma", "main_outputs", "output_file",
             "stdout_file", "stderr_file", "needs_cell", "molecular_only",
             "converged_pattern", "not_converged_pattern", "error_patterns",
@@ -102,13 +102,16 @@ class FileCalculator(BaseCalculator):
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
-        if "spec" in cls.__dict__:
-            _mirror(cls, cls.spec)
-        else:   # declared in class attributes: read them into a spec
-            declared = {name: getattr(cls, name) for name in MIRRORED}
-            cls.spec = dataclasses.replace(
-                cls.spec, properties=tuple(cls.implemented_properties),
-                result_version=str(cls.wflp_result_version), **declared)
+        # attributes set in the class body (the older way to declare a code, or a
+        # wflp_result_version bump) override the spec's fields
+        body = cls.__dict__
+        declared = {name: body[name] for name in MIRRORED if name in body}
+        if "implemented_properties" in body:
+            declared["properties"] = tuple(body["implemented_properties"])
+        if "wflp_result_version" in body:
+            declared["result_version"] = str(body["wflp_result_version"])
+        cls.spec = dataclasses.replace(cls.spec, **declared)
+        _mirror(cls, cls.spec)
 
     def __init__(self, *, command: Optional[str] = None, command_gamma: Optional[str] = None,
                  env: Optional[dict[str, str]] = None, keep: Any = None,
@@ -134,12 +137,9 @@ class FileCalculator(BaseCalculator):
     def setting_folder(self, name: str, value: Any, env: Sequence[str] = (),
                        default: Optional[str] = None) -> Optional[str]:
         """A folder setting as an absolute path: *value*, else the first of the
-        environment variables *env* that is set, else *default* (None if none or "")."""
-        for variable in env:
-            if value is None:
-                value = os.environ.get(variable) or None
-        if value is None:
-            value = default
+        environment variables *env* that is set, else *default* (None if none)."""
+        if value is None or value == "":
+            value = next((os.environ[v] for v in env if os.environ.get(v)), default)
         return check_folder(value if value != "" else None, name, self.spec.code)
 
     def __getstate__(self) -> dict[str, Any]:
