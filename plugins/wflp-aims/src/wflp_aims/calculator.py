@@ -11,18 +11,11 @@ goes on, says "Have a nice day." and ASE reads the numbers).
 from __future__ import annotations
 
 import copy
-import os
 import re
-import shlex
 from pathlib import Path
 from typing import Any, Optional
 
-from wflp.calculators.fileio import (
-    FileCalculator,
-    env_prefix,
-    folder_sha256,
-    program_version,
-)
+from wflp.calculators.fileio import CodeSpec, FileCalculator, folder_sha256
 from wflp.errors import ParameterError
 
 K_GRID_KEYS = ("k_grid", "kpts", "k_grid_density")
@@ -31,6 +24,12 @@ NOT_CONVERGED = re.compile(r"SELF-CONSISTENCY CYCLE DID NOT CONVERGE|SCF cycle n
 # what FHI-aims says when it fails, most telling first
 ERROR_LINES = [re.compile(p, re.I) for p in (r"\* Error|\berror\b", r"not converge",
                                              r"abort")]
+SPEC = CodeSpec(
+    code="aims", default_command="aims.x", runner="template", main_outputs=("aims.out",),
+    output_file="aims.out", stderr_file="aims.err",
+    converged_pattern=re.compile(re.escape("Self-consistency cycle converged.")),
+    not_converged_pattern=NOT_CONVERGED, error_patterns=tuple(ERROR_LINES),
+    version_pattern=r"FHI-aims version\s*:\s*(\S+)", reserved=("directory", "profile"))
 
 
 class AimsCalculator(FileCalculator):
@@ -45,36 +44,15 @@ class AimsCalculator(FileCalculator):
     rundir_root, scratch: see wflp.calculators.fileio.
     """
 
-    code = "aims"
-    default_command = "aims.x"
-    main_outputs = ("aims.out",)
-    output_file = "aims.out"
-    stderr_file = "aims.err"
-    converged_pattern = re.compile(re.escape("Self-consistency cycle converged."))
-    not_converged_pattern = NOT_CONVERGED
-    error_patterns = tuple(ERROR_LINES)
-    error_output_lines = 60
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    spec = SPEC
 
-    def __init__(self, *, species_dir: Optional[str] = None, command: Optional[str] = None,
-                 command_gamma: Optional[str] = None, env: Optional[dict] = None,
-                 keep: Any = None, rundir_root: Optional[str] = None,
-                 scratch: Optional[str] = None, **kwargs: Any):
-        for reserved in ("directory", "profile"):
-            if reserved in kwargs:
-                raise ParameterError(f"aims: {reserved}= is set by wflp (command=, env=, "
-                                     "rundir_root=, scratch=); leave it out")
-        super().__init__(command=command, command_gamma=command_gamma, env=env, keep=keep,
-                         rundir_root=rundir_root, scratch=scratch, **kwargs)
-        if species_dir is None:
-            species_dir = os.environ.get("AIMS_SPECIES_DIR")
-        if species_dir is None:
+    def __init__(self, *, species_dir: Optional[str] = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.species_dir = self.setting_folder("species_dir", species_dir, ["AIMS_SPECIES_DIR"])
+        if self.species_dir is None:
             raise ParameterError("aims: no species defaults: pass species_dir= (e.g. "
                                  ".../species_defaults/defaults_2020/light) or set "
                                  "AIMS_SPECIES_DIR")
-        if not isinstance(species_dir, (str, os.PathLike)):
-            raise ParameterError(f"aims: species_dir must be a folder, got {species_dir!r}")
-        self.species_dir = os.path.abspath(os.path.expanduser(os.fspath(species_dir)))
 
     def make_calculator(self, atoms: Any, properties: list, workdir: Path, command: str) -> Any:
         from ase.calculators.aims import Aims, AimsProfile
@@ -86,13 +64,6 @@ class AimsCalculator(FileCalculator):
         params["species_dir"] = self.species_dir
         profile = AimsProfile(command=command, default_species_directory=self.species_dir)
         return Aims(profile=profile, directory=str(workdir), **params)
-
-    def run(self, calc: Any, atoms: Any, properties: list, workdir: Path) -> dict:
-        return self.run_template(calc, atoms, properties, workdir)
-
-    def version(self) -> Optional[str]:
-        return program_version(env_prefix(self.env) + shlex.split(self.command),
-                               r"FHI-aims version\s*:\s*(\S+)")
 
     def input_files(self) -> dict:
         return {"species_dir": self.species_dir,

@@ -24,13 +24,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Optional
 
-from wflp.calculators.fileio import (
-    FileCalculator,
-    env_prefix,
-    folder_sha256,
-    program_version,
-    tail,
-)
+from wflp.calculators.fileio import CodeSpec, FileCalculator, folder_sha256, tail
 from wflp.errors import ParameterError
 
 SEED = "castep"
@@ -44,6 +38,14 @@ CELL_KEYWORDS = re.compile(
 NOT_CONVERGED = re.compile(r"max\. SCF cycles performed but system has not reached the "
                            r"groundstate|electronic minimisation did not converge", re.I)
 KEYWORDS_FILES = ("~/.ase/castep_keywords.json", "~/.config/ase/castep_keywords.json")
+SPEC = CodeSpec(
+    code="castep", default_command="castep.serial", main_outputs=("*.castep",),
+    output_file=f"{SEED}.castep", stdout_file=f"{SEED}.stdout", stderr_file=f"{SEED}.stderr",
+    needs_cell=True, converged_pattern=re.compile(r"^Final energy"),
+    not_converged_pattern=NOT_CONVERGED,
+    error_patterns=(NOT_CONVERGED, re.compile(r"error", re.I)),
+    version_args=("--version",), version_pattern=r"CASTEP version:?\s*([0-9][0-9.]*)",
+    reserved=("directory", "label", "castep_command"))
 
 
 def has_keywords_file() -> bool:
@@ -65,28 +67,11 @@ class CastepCalculator(FileCalculator):
     keep, env, rundir_root, scratch: see wflp.calculators.fileio.
     """
 
-    code = "castep"
-    default_command = "castep.serial"
-    main_outputs = ("*.castep",)
-    output_file = f"{SEED}.castep"
-    stdout_file = f"{SEED}.stdout"
-    stderr_file = f"{SEED}.stderr"
-    needs_cell = True
-    converged_pattern = re.compile(r"^Final energy")
-    not_converged_pattern = NOT_CONVERGED
-    error_patterns = (NOT_CONVERGED, re.compile(r"error", re.I))
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    spec = SPEC
 
     def __init__(self, *, castep_pp_path: Optional[str] = None, param: Optional[dict] = None,
                  cell: Optional[dict] = None, keyword_tolerance: Optional[int] = None,
-                 command: Optional[str] = None, command_gamma: Optional[str] = None,
-                 env: Optional[dict] = None, keep: Any = None,
-                 rundir_root: Optional[str] = None, scratch: Optional[str] = None,
                  **kwargs: Any):
-        for reserved in ("directory", "label", "castep_command"):
-            if reserved in kwargs:
-                raise ParameterError(f"castep: {reserved}= is set by wflp (command=, "
-                                     "rundir_root=, scratch=); leave it out")
         for name, value in (("param", param), ("cell", cell)):
             if value is not None and not isinstance(value, dict):
                 raise ParameterError(f"castep: {name} must be a table of {name} keywords, "
@@ -94,15 +79,12 @@ class CastepCalculator(FileCalculator):
         if keyword_tolerance is not None and keyword_tolerance not in (0, 1, 2, 3):
             raise ParameterError(f"castep: keyword_tolerance must be 0, 1, 2 or 3, got "
                                  f"{keyword_tolerance!r}")
-        super().__init__(command=command, command_gamma=command_gamma, env=env, keep=keep,
-                         rundir_root=rundir_root, scratch=scratch, **kwargs)
+        super().__init__(**kwargs)
         self.param = dict(param or {})
         self.cell = dict(cell or {})
         self.keyword_tolerance = keyword_tolerance
-        if castep_pp_path is None:
-            castep_pp_path = os.environ.get("PSPOT_DIR") or os.environ.get("CASTEP_PP_PATH")
-        self.castep_pp_path = os.path.abspath(os.path.expanduser(os.fspath(castep_pp_path))) \
-            if castep_pp_path else None
+        self.castep_pp_path = self.setting_folder("castep_pp_path", castep_pp_path,
+                                                  ["PSPOT_DIR", "CASTEP_PP_PATH"])
 
     def make_calculator(self, atoms: Any, properties: list, workdir: Path, command: str) -> Any:
         from ase.calculators.castep import Castep
@@ -160,7 +142,7 @@ class CastepCalculator(FileCalculator):
         atoms.calc = calc             # ASE writes the .cell keywords of atoms.calc only
         calc.prepare_input_files(atoms)
         returncode = self.execute(shlex.split(calc._castep_command) + [calc._seed], workdir,
-                                  stdout=self.stdout_file, stderr=self.stderr_file)
+                                  stdout=self.spec.stdout_file, stderr=self.spec.stderr_file)
         if returncode:                # ASE would go on reading
             raise self.failure(f"the program exited with status {returncode}")
         errors = self._error_files(workdir)
@@ -186,11 +168,7 @@ class CastepCalculator(FileCalculator):
         errors = self._error_files(workdir)
         if errors:
             return f"{errors[0][0]}: {errors[0][1]}"
-        return self.find_error(tail(workdir / self.output_file, 200, 1 << 20))
-
-    def version(self) -> Optional[str]:
-        return program_version(env_prefix(self.env) + shlex.split(self.command) +
-                               ["--version"], r"CASTEP version:?\s*([0-9][0-9.]*)")
+        return self.find_error(tail(workdir / self.spec.output_file, 200, 1 << 20))
 
     def input_files(self) -> dict:
         if not self.castep_pp_path:

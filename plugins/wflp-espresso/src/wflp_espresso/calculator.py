@@ -2,31 +2,34 @@
 
 ASE's ``Espresso`` is built afresh for every calculation inside its own run directory
 (see wflp.calculators.fileio); this module only says what is particular to pw.x: its
-input (forces and stress switched on when asked for, ``K_POINTS gamma`` for non-periodic
-structures, the pseudopotential folder, a private ``outdir``), its output files, how it
-reports errors and non-convergence, its version and the pseudopotentials it reads.
+files, how it reports convergence and errors, and how its version is asked (the
+``CodeSpec``), and its input (forces and stress switched on when asked for,
+``K_POINTS gamma`` for non-periodic structures, the pseudopotential folder, a private
+``outdir``) and the pseudopotentials it reads.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import shlex
+import re
 from pathlib import Path
 from typing import Any, Optional
 
-from wflp.calculators.fileio import (
-    FileCalculator,
-    env_prefix,
-    file_sha256,
-    program_version,
-    tail,
-)
+from wflp.calculators.fileio import CodeSpec, FileCalculator, file_sha256, tail
 from wflp.errors import ParameterError
 
 # keyword arguments of ASE's Espresso that are not pw.x namelist variables
 ASE_KEYWORDS = ("input_data", "pseudopotentials", "kspacing", "kpts", "koffset",
                 "crystal_coordinates", "additional_cards")
+
+SPEC = CodeSpec(
+    code="espresso", default_command="pw.x", runner="template", main_outputs=("*.pwo",),
+    output_file="espresso.pwo", stderr_file="espresso.err", needs_cell=True,
+    converged_pattern=re.compile("convergence has been achieved"),
+    not_converged_pattern=re.compile("convergence NOT achieved"),
+    last_scf_wins=True,   # each SCF of a relaxation has its verdict; the last one counts
+    version_pattern=r"Program PWSCF\s+v\.(\S+)", reserved=("directory", "profile"))
 
 
 def _flat_items(value: Any):
@@ -54,42 +57,30 @@ class EspressoCalculator(FileCalculator):
     an unconverged SCF as if they were results.
     """
 
-    code = "espresso"
-    default_command = "pw.x"
-    main_outputs = ("*.pwo",)
-    output_file = "espresso.pwo"
-    stderr_file = "espresso.err"
-    needs_cell = True
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    spec = SPEC
 
-    def __init__(self, *, pseudo_dir: Optional[str] = None, command: Optional[str] = None,
-                 command_gamma: Optional[str] = None, env: Optional[dict] = None,
-                 keep: Any = None, rundir_root: Optional[str] = None,
-                 scratch: Optional[str] = None, **kwargs: Any):
-        super().__init__(command=command, command_gamma=command_gamma, env=env, keep=keep,
-                         rundir_root=rundir_root, scratch=scratch, **kwargs)
-        input_data = kwargs.get("input_data") or {}
+    def __init__(self, *, pseudo_dir: Optional[str] = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        input_data = self.parameters.get("input_data") or {}
         if not isinstance(input_data, dict):
             raise ParameterError(f"espresso: input_data must be a (flat or nested) table of "
                                  f"pw.x variables, got {input_data!r}")
         given = dict(_flat_items(input_data))
-        given.update((k.lower(), v) for k, v in kwargs.items() if k not in ASE_KEYWORDS)
+        given.update((k.lower(), v) for k, v in self.parameters.items()
+                     if k not in ASE_KEYWORDS)
         if "scf_must_converge" in given and not given["scf_must_converge"]:
             raise ParameterError(
                 "espresso: scf_must_converge=False is refused: pw.x would report the energy "
                 "and forces of an unconverged SCF as results; raise electron_maxstep or "
                 "lower mixing_beta instead")
-        pseudos = kwargs.get("pseudopotentials")
+        pseudos = self.parameters.get("pseudopotentials")
         if pseudos is not None and not (isinstance(pseudos, dict) and all(
                 isinstance(v, str) for v in pseudos.values())):
             raise ParameterError(f"espresso: pseudopotentials must map elements to file "
                                  f"names, e.g. {{'Si': 'Si.pz-vbc.UPF'}}, got {pseudos!r}")
-        if pseudo_dir is None:
-            pseudo_dir = given.get("pseudo_dir") or os.environ.get("ESPRESSO_PSEUDO") or \
-                os.path.join(os.path.expanduser("~"), "espresso", "pseudo")
-        if not isinstance(pseudo_dir, (str, os.PathLike)):
-            raise ParameterError(f"espresso: pseudo_dir must be a folder, got {pseudo_dir!r}")
-        self.pseudo_dir = os.path.abspath(os.path.expanduser(os.fspath(pseudo_dir)))
+        self.pseudo_dir = self.setting_folder(
+            "pseudo_dir", pseudo_dir if pseudo_dir is not None else given.get("pseudo_dir"),
+            ["ESPRESSO_PSEUDO"], os.path.join(os.path.expanduser("~"), "espresso", "pseudo"))
 
     def make_calculator(self, atoms: Any, properties: list, workdir: Path, command: str) -> Any:
         from ase.calculators.espresso import Espresso, EspressoProfile
@@ -113,46 +104,19 @@ class EspressoCalculator(FileCalculator):
         return Espresso(profile=profile, directory=str(workdir), input_data=input_data,
                         **params)
 
-    def run(self, calc: Any, atoms: Any, properties: list, workdir: Path) -> dict:
-        return self.run_template(calc, atoms, properties, workdir)
-
-    def scf_converged(self, workdir: Path, calc: Any = None) -> Optional[bool]:
-        # not FileCalculator's scan: here the last SCF's verdict wins, even "converged"
-        # after "NOT achieved"
-        path = workdir / self.output_file
-        if not path.exists():
-            return None
-        state = None
-        with open(path, errors="replace") as fd:
-            for line in fd:
-                if "convergence has been achieved" in line:
-                    state = True
-                elif "convergence NOT achieved" in line:
-                    state = False
-        return state
-
     def diagnose(self, workdir: Path) -> Optional[str]:
-        lines = tail(workdir / self.output_file, 200, max_bytes=1 << 20)
+        # pw.x's "Error in routine" line says where; the next line says what
+        lines = tail(workdir / self.spec.output_file, 200, max_bytes=1 << 20)
         for i, line in enumerate(lines):
             if "Error in routine" in line:
                 detail = next((x.strip() for x in lines[i + 1:] if x.strip()), "")
                 return f"{line.strip()} {detail}".strip()
-        for line in lines:
-            if "convergence NOT achieved" in line:
-                return line.strip()
-        return None
-
-    def version(self) -> Optional[str]:
-        return program_version(env_prefix(self.env) + shlex.split(self.command),
-                               r"Program PWSCF\s+v\.(\S+)")
+        return next((x.strip() for x in lines if "convergence NOT achieved" in x), None)
 
     def input_files(self) -> dict:
-        files = {}
-        for element, name in sorted((self.parameters.get("pseudopotentials") or {}).items()):
-            files[f"{element}:{name}"] = file_sha256(os.path.join(self.pseudo_dir, name)) \
-                or "missing"
-        return files
+        pseudos = sorted((self.parameters.get("pseudopotentials") or {}).items())
+        return {f"{element}:{name}": file_sha256(os.path.join(self.pseudo_dir, name))
+                or "missing" for element, name in pseudos}
 
     def __wflp_provenance__(self) -> dict:
         return {**super().__wflp_provenance__(), "pseudo_dir": self.pseudo_dir}
-

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
-from wflp.calculators.fileio import FileCalculator, env_prefix, program_version
+from wflp.calculators.fileio import CodeSpec, FileCalculator, env_prefix, program_version
 from wflp.errors import ParameterError
 
 DEFAULTS = {"charge": 0, "mult": 1, "orcasimpleinput": "B3LYP def2-TZVP",
@@ -26,6 +26,14 @@ DEFAULTS = {"charge": 0, "mult": 1, "orcasimpleinput": "B3LYP def2-TZVP",
 ERROR_LINES = [re.compile(p) for p in (r"error termination", r"INPUT ERROR",
                                        r"SCF NOT CONVERGED|not fully converged",
                                        r"aborting the run", r"ERROR|[Ee]rror")]
+SPEC = CodeSpec(
+    code="orca", default_command="orca", runner="template",
+    main_outputs=("orca.out", "orca.engrad"), output_file="orca.out", stderr_file="orca.err",
+    molecular_only=True, properties=("energy", "free_energy", "forces"),
+    converged_pattern=re.compile(r"SCF CONVERGED AFTER"),
+    not_converged_pattern=re.compile(r"SCF NOT CONVERGED|Wavefunction not fully converged"),
+    error_patterns=tuple(ERROR_LINES), error_output_lines=80,
+    reserved=("directory", "profile"))
 
 
 def absolute_program(command: str) -> str:
@@ -54,31 +62,14 @@ class OrcaCalculator(FileCalculator):
     keep, env, rundir_root, scratch: see wflp.calculators.fileio.
     """
 
-    code = "orca"
-    default_command = "orca"
-    main_outputs = ("orca.out", "orca.engrad")
-    output_file = "orca.out"
-    stderr_file = "orca.err"
-    molecular_only = True
-    converged_pattern = re.compile(r"SCF CONVERGED AFTER")
-    not_converged_pattern = re.compile(r"SCF NOT CONVERGED|Wavefunction not fully converged")
-    error_patterns = tuple(ERROR_LINES)
-    error_output_lines = 80
-    implemented_properties = ["energy", "free_energy", "forces"]
+    spec = SPEC
 
-    def __init__(self, *, command: Optional[str] = None, env: Optional[dict] = None,
-                 keep: Any = None, rundir_root: Optional[str] = None,
-                 scratch: Optional[str] = None, **kwargs: Any):
-        for reserved in ("directory", "profile"):
-            if reserved in kwargs:
-                raise ParameterError(f"orca: {reserved}= is set by wflp (command=, env=, "
-                                     "rundir_root=, scratch=); leave it out")
+    def __init__(self, **kwargs: Any):
         for key in ("orcasimpleinput", "orcablocks"):
             if key in kwargs and not isinstance(kwargs[key], str):
                 raise ParameterError(f"orca: {key} must be a string such as "
                                      f"{DEFAULTS[key]!r}, got {kwargs[key]!r}")
-        super().__init__(command=command, env=env, keep=keep, rundir_root=rundir_root,
-                         scratch=scratch, **kwargs)
+        super().__init__(**kwargs)
 
     def make_calculator(self, atoms: Any, properties: list, workdir: Path, command: str) -> Any:
         from ase.calculators.orca import ORCA, OrcaProfile
@@ -88,9 +79,6 @@ class OrcaCalculator(FileCalculator):
             params["orcasimpleinput"] += " EnGrad"
         return ORCA(profile=OrcaProfile(command=absolute_program(command)),
                     directory=str(workdir), **params)
-
-    def run(self, calc: Any, atoms: Any, properties: list, workdir: Path) -> dict:
-        return self.run_template(calc, atoms, properties, workdir)
 
     def version(self) -> Optional[str]:
         argv = env_prefix(self.env) + shlex.split(absolute_program(self.command))

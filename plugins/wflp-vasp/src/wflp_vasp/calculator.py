@@ -17,9 +17,13 @@ import shlex
 from pathlib import Path
 from typing import Any, Optional
 
-from wflp.calculators.fileio import FileCalculator, folder_sha256, tail
-from wflp.errors import ParameterError
+from wflp.calculators.fileio import CodeSpec, FileCalculator, folder_sha256, tail
 
+SPEC = CodeSpec(
+    code="vasp", default_command="vasp_std", default_command_gamma="vasp_gam",
+    main_outputs=("OUTCAR", "vasprun.xml"), output_file="OUTCAR", stdout_file="vasp.out",
+    stderr_file="vasp.err", needs_cell=True,
+    reserved=("directory", "label", "txt", "restart", "atoms"))
 ERROR_LINE = re.compile(r"VERY BAD NEWS|ERROR|Error|forrtl|BUG|not found|Segmentation")
 
 
@@ -54,39 +58,17 @@ class VaspCalculator(FileCalculator):
     wflp.calculators.fileio.
     """
 
-    code = "vasp"
-    default_command = "vasp_std"
-    default_command_gamma = "vasp_gam"
-    main_outputs = ("OUTCAR", "vasprun.xml")
-    output_file = "OUTCAR"
-    stdout_file = "vasp.out"
-    stderr_file = "vasp.err"
-    needs_cell = True
-    implemented_properties = ["energy", "free_energy", "forces", "stress"]
+    spec = SPEC
 
-    def __init__(self, *, pp_path: Optional[str] = None, command: Optional[str] = None,
-                 command_gamma: Optional[str] = None, env: Optional[dict] = None,
-                 keep: Any = None, rundir_root: Optional[str] = None,
-                 scratch: Optional[str] = None, **kwargs: Any):
-        for reserved in ("directory", "label", "txt", "restart", "atoms"):
-            if reserved in kwargs:
-                raise ParameterError(
-                    f"vasp: {reserved}= is set by wflp (one run directory per calculation: "
-                    "rundir_root=, scratch=, keep=); leave it out")
-        super().__init__(command=command, command_gamma=command_gamma, env=env, keep=keep,
-                         rundir_root=rundir_root, scratch=scratch, **kwargs)
-        if pp_path is None:
-            pp_path = os.environ.get("VASP_PP_PATH")
-        if pp_path is not None and not isinstance(pp_path, (str, os.PathLike)):
-            raise ParameterError(f"vasp: pp_path must be a folder, got {pp_path!r}")
-        self.pp_path = os.path.abspath(os.path.expanduser(os.fspath(pp_path))) \
-            if pp_path else None
+    def __init__(self, *, pp_path: Optional[str] = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.pp_path = self.setting_folder("pp_path", pp_path, ["VASP_PP_PATH"])
 
     def _ase_calc(self, params: dict, workdir: Optional[Path], command: Optional[str]) -> Any:
         from ase.calculators.vasp import Vasp
 
         calc = Vasp(directory=str(workdir) if workdir else ".", command=command,
-                    txt=self.stdout_file, **params)
+                    txt=self.spec.stdout_file, **params)
         folder = potcar_folder(calc, self.pp_path)
         if folder is not None:
             calc.input_params["pp"] = os.path.abspath(folder)  # ASE joins it as it is
@@ -106,8 +88,8 @@ class VaspCalculator(FileCalculator):
         Calculator.calculate(calc, atoms, list(properties), list(all_changes))
         calc.clear_results()
         calc.write_input(calc.atoms, list(properties), list(all_changes))
-        self.execute(shlex.split(calc.command), workdir, stdout=self.stdout_file,
-                     stderr=self.stderr_file)
+        self.execute(shlex.split(calc.command), workdir, stdout=self.spec.stdout_file,
+                     stderr=self.spec.stderr_file)
         return self.read(calc, atoms)
 
     @staticmethod
@@ -133,7 +115,7 @@ class VaspCalculator(FileCalculator):
                  if "aborting loop" in line and "reached" in line]
         if loops and "not reached" in loops[-1]:
             return loops[-1]
-        for name in (self.stdout_file, self.stderr_file, "OUTCAR"):
+        for name in (self.spec.stdout_file, self.spec.stderr_file, "OUTCAR"):
             found = [line.strip(" |\t") for line in tail(workdir / name, 60)
                      if ERROR_LINE.search(line)]
             if found:
