@@ -10,12 +10,19 @@ from .minima_hopping import minima_hopping
 from .normal_modes import normal_modes, sample_normal_modes
 from .optimize import optimize
 from .selection import GlobalSelector, global_selector
-from .selectors import select_cur, select_flat_histogram, select_fps
+from .selectors import (
+    select_by_distance,
+    select_convex_hull,
+    select_cur,
+    select_flat_histogram,
+    select_fps,
+)
 from .supercells import supercells
 
 __all__ = ["FittedModel", "GlobalSelector", "ModelFiles", "OutputModel", "atoms_and_dimers",
            "calculate", "fit",
            "global_selector", "isolated_atoms", "map", "md", "minima_hopping",
            "normal_modes",
-           "optimize", "sample_normal_modes", "select_by_bool", "select_by_index", "select_cur",
-           "select_flat_histogram", "select_fps", "supercells"]
+           "optimize", "sample_normal_modes", "select_by_bool", "select_by_distance",
+           "select_by_index", "select_convex_hull", "select_cur", "select_flat_histogram",
+           "select_fps", "supercells"]
