@@ -396,8 +396,8 @@ class WflpPluginManager:
         registry = self._get_registry()
         try:
             norm = normalize_name(name)
-        except PluginError:
-            norm = None
+        except PluginError:  # not a valid name: not registered either
+            raise UnknownNameError(self._unknown_message(kind, name)) from None
         if norm in self._conflicts.get(kind, {}):
             raise PluginError(self._conflict_message(kind, norm, self._conflicts[kind][norm]))
         entry = registry[kind].get(norm)
@@ -409,7 +409,7 @@ class WflpPluginManager:
         """The record of the plugin that registered *name* for *kind*."""
         kind = normalize_kind(kind)
         self.get_spec(kind, name)
-        return self._records[self._registry[kind][normalize_name(name)][1]]
+        return self._records[self._get_registry()[kind][normalize_name(name)][1]]
 
     def list_specs(self, kind: str) -> list:
         """Every spec of *kind*, sorted by name (names claimed by two plugins left out)."""
@@ -433,7 +433,7 @@ class WflpPluginManager:
             impls = getattr(self.pm.hook, kind.hook).get_hookimpls()
         out = []
         for impl in reversed(impls):  # pluggy calls the last registered first
-            name = self.pm.get_name(impl.plugin)
+            name = str(self.pm.get_name(impl.plugin))
             try:
                 out.append((name, _call(impl, kind.hook, f"its hook {kind.hook}", **kwargs)))
             except PluginError as err:
