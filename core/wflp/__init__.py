@@ -37,6 +37,11 @@ _LAZY = {
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
+# the composition root: fills the engine's registration points (executors by name, the
+# calculator parameter), importing nothing heavy
+from . import _wiring  # noqa: E402,F401
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:

@@ -44,9 +44,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from .errors import InputError, ParameterError, PluginError, WflpError
+
+if TYPE_CHECKING:
+    from .engine.operation import Operation
+    from .plugins.types import CalculatorSpec, FitterSpec
 
 _CHAIN_KEYS = {"inputs", "workdir", "nproc", "seed"}
 _STEP_KEYS = {"kind", "name", "output", "params", "prefix", "properties", "seed", "model"}
@@ -251,8 +255,9 @@ def plan_step(kind: str, name: str, params: Mapping[str, Any] | None, output: os
     return StepPlan(index, plural, spec.name, where, operation, kwargs, out_path, seed)
 
 
-def _plan_fit(spec, params: dict, output: Path, index: int, where: str, prefix, properties,
-              seed, default_seed, param_source: str) -> StepPlan:
+def _plan_fit(spec: FitterSpec, params: dict, output: Path, index: int, where: str,
+              prefix: Any, properties: Any, seed: Optional[int], default_seed: Optional[int],
+              param_source: str) -> StepPlan:
     from .ops.fit import _check_params
 
     for key, value in (("prefix", prefix), ("properties", properties)):
@@ -274,8 +279,9 @@ def _check_seed(seed: Any, where: str) -> None:
         raise ParameterError(f"{where}: seed must be a whole number >= 0, got {seed!r}")
 
 
-def _plan_calculator(spec, factory_kwargs: dict, prefix, properties, where: str,
-                     param_source: str):
+def _plan_calculator(spec: CalculatorSpec, factory_kwargs: dict, prefix: Any,
+                     properties: Any, where: str,
+                     param_source: str) -> tuple[Operation, dict[str, Any]]:
     from .calculators import check_call
     from .ops import calculate
 
@@ -301,7 +307,8 @@ def _plan_calculator(spec, factory_kwargs: dict, prefix, properties, where: str,
     return calculate, kwargs
 
 
-def _plan_operation(spec, params: dict, where: str, param_source: str):
+def _plan_operation(spec: Any, params: dict, where: str,
+                    param_source: str) -> tuple[Operation, dict]:
     from .engine import Operation
     from .engine.operation import RESERVED
 
@@ -311,7 +318,7 @@ def _plan_operation(spec, params: dict, where: str, param_source: str):
             f"{where}: {spec.kind[:-1]} {spec.name!r} is not a wflp operation (got "
             f"{type(op).__name__}); its plugin must register a @wflp.operation")
     allowed = op.parameter_names
-    open_ended = _has_var_keyword(op._signature)
+    open_ended = _has_var_keyword(op.signature)
     for key in params:
         if key in RESERVED or (key not in allowed and not open_ended):
             raise ParameterError(

@@ -257,8 +257,16 @@ class ConfigSet:
         obj._root = root
         return obj
 
+    @property
+    def tree(self) -> Any:
+        """The set's structure, for code that walks it (the input fingerprint): a
+        :class:`FileGroup` (one file), or a list whose entries are FileGroups, nested
+        lists of the same, or items (Atoms or anything an operation accepts)."""
+        return self._root
+
     # -- construction -------------------------------------------------------------------
-    def _build(self, items, format, read_kwargs, index):
+    def _build(self, items: Any, format: str | None, read_kwargs: dict | None,
+               index: str | int | slice) -> Any:
         if isinstance(items, ConfigSet):
             return items._root
         if _is_pathlike(items):
@@ -283,7 +291,8 @@ class ConfigSet:
             "other ConfigSets"
         )
 
-    def _build_node(self, x, format, read_kwargs, index):
+    def _build_node(self, x: Any, format: str | None, read_kwargs: dict | None,
+                    index: str | int | slice) -> Any:
         if isinstance(x, ConfigSet):
             return x._root
         if isinstance(x, (list, tuple)):
@@ -364,7 +373,8 @@ def _has_glob(path: PathLike) -> bool:
     return any(c in _GLOB_CHARS for c in text) and not os.path.exists(text)
 
 
-def _walk(node, loc, lazy_frames: bool = False):
+def _walk(node: Any, loc: tuple[int, ...],
+          lazy_frames: bool = False) -> Iterator[tuple[tuple[int, ...], Any]]:
     if isinstance(node, FileGroup):
         frames = node.frame_refs() if lazy_frames else None
         for i, item in enumerate(frames if frames is not None else node):
@@ -380,7 +390,7 @@ def _walk(node, loc, lazy_frames: bool = False):
 
 
 
-def _memory_nodes(node) -> list:
+def _memory_nodes(node: Any) -> list:
     """Everything in the tree that is not a file group."""
     if isinstance(node, FileGroup):
         return []
@@ -395,7 +405,7 @@ def _memory_nodes(node) -> list:
     return [node]
 
 
-def _file_groups(node) -> list[FileGroup]:
+def _file_groups(node: Any) -> list[FileGroup]:
     if isinstance(node, FileGroup):
         return [node]
     if isinstance(node, list):
@@ -468,7 +478,7 @@ class OutputSpec:
         self.one_per_group = isinstance(files, (list, tuple))
         if files is None:
             self.files: list[Path] = []
-        elif _is_pathlike(files):
+        elif isinstance(files, (str, os.PathLike)):
             self.files = [Path(files)]
         elif isinstance(files, (list, tuple)) and files and all(_is_pathlike(f) for f in files):
             self.files = [Path(f) for f in files]
@@ -507,7 +517,8 @@ class OutputSpec:
         """
         existing = {key: out for out in self.files if (key := _file_key(out)) is not None}
         for src in inputs.files if existing else ():
-            out = existing.get(_file_key(src))
+            key = _file_key(src)
+            out = existing.get(key) if key is not None else None
             if out is not None:
                 raise OutputError(
                     f"output {str(out)!r} is the input file {str(src)!r}; an operation "

@@ -6,6 +6,8 @@ print it as a single line.
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class WflpError(Exception):
     """Base class of every error wflp raises on purpose."""
@@ -45,6 +47,9 @@ class ParameterError(WflpError, ValueError):
 
 class OperationError(WflpError):
     """An item failed inside an operation and the operation was asked to raise."""
+
+    #: the traceback in the process that ran the item, when it was another one
+    worker_traceback: Optional[str] = None
 
 
 class ItemTimeoutError(OperationError):

@@ -588,11 +588,13 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
 from wflp.engine import run_chunk
+from wflp.exec import Executor
 
 
-class ProcessExecutor:
+class ProcessExecutor(Executor):
     """Runs chunks in a concurrent.futures process pool, keeping a bounded window of
-    chunks in flight so that the inputs are never read far ahead of the workers."""
+    chunks in flight so that the inputs are never read far ahead of the workers.
+    Results come back to the driver (shares_files False), which writes them."""
 
     name = "{{NAME}}"
 

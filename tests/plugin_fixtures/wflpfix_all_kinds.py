@@ -15,6 +15,7 @@ from wflp import (
     operation,
 )
 from wflp.engine import run_chunk
+from wflp.exec import Executor
 
 CHUNKS_RUN: list = []  # sizes of the chunks the executor ran, in order
 
@@ -44,7 +45,7 @@ def fit_mean_energy(training, workdir, energy_key="energy"):
     return path
 
 
-class CountingExecutor:
+class CountingExecutor(Executor):
     name = "fix_counting"
 
     def map_chunks(self, tasks, autopara_info):

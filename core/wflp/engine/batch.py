@@ -74,7 +74,8 @@ def run_batch(task: ChunkTask, nproc: int) -> dict:
     done.sort(key=lambda r: r.start)
     skipped = [s for r in done for s in r.skipped]
     if task.target is None:
-        return {"results": [outs for r in done for outs in r.results], "skipped": skipped}
+        return {"results": [outs for r in done for outs in r.results or ()],
+                "skipped": skipped}
     return {"chunk_files": [os.path.basename(f) for r in done for f in r.chunk_files],
             "n_outputs": sum(r.n_outputs for r in done), "skipped": skipped}
 

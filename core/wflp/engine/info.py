@@ -6,9 +6,17 @@ import dataclasses
 import math
 import os
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, Protocol, runtime_checkable
 
 from ..errors import ParameterError
+
+
+@runtime_checkable
+class RemoteSettings(Protocol):
+    """What the engine needs of ``AutoparaInfo.remote_info`` (a ``wflp.RemoteInfo``, from
+    the remote layer above): a checked copy of itself, or a ParameterError."""
+
+    def checked(self) -> Any: ...
 
 ENV_NUM_PROCESSES = "WFLP_NUM_PYTHON_SUBPROCESSES"
 ENV_PROGRESS = "WFLP_PROGRESS"
@@ -95,21 +103,18 @@ class AutoparaInfo:
         if not isinstance(self.skip_failed, bool):
             raise ParameterError(f"AutoparaInfo.skip_failed must be True or False, got "
                                  f"{self.skip_failed!r}")
-        executor = self.executor
-        if executor is not None and not isinstance(executor, str) and \
-                not callable(getattr(executor, "map_chunks", None)):
-            raise ParameterError(f"AutoparaInfo.executor must be an executor's name (e.g. "
-                                 f"'pool') or an object with a map_chunks(tasks, info) method, "
-                                 f"got {type(executor).__name__}")
+        if self.executor is not None and not isinstance(self.executor, str):
+            from .executor import check_executor
+
+            check_executor(self.executor, "AutoparaInfo.executor")
         if self.executor_options is not None and not isinstance(self.executor_options, dict):
             raise ParameterError(f"AutoparaInfo.executor_options must be a dict of keyword "
                                  f"arguments, got {type(self.executor_options).__name__}")
         if self.remote_info is not None:
-            check = getattr(self.remote_info, "checked", None)
-            if check is None:
+            if not isinstance(self.remote_info, RemoteSettings):
                 raise ParameterError(f"AutoparaInfo.remote_info must be a wflp.RemoteInfo, got "
                                      f"{type(self.remote_info).__name__}")
-            check()
+            self.remote_info.checked()
         reuse = self.reuse
         if reuse is None:
             reuse = os.environ.get(ENV_REUSE, "").strip() or "identity"
@@ -137,7 +142,8 @@ def _check_positive(name: str, value: Any) -> None:
 
 
 def reuse_mode(outputs: Any, info: Optional[AutoparaInfo]) -> str:
-    """The reuse mode of a run: the OutputSpec's, else the (resolved) AutoparaInfo's."""
+    """The reuse mode of a run: the OutputSpec's (an OutputModel has none), else the
+    (resolved) AutoparaInfo's."""
     mode = getattr(outputs, "reuse", None)
     if mode is None:
         mode = (info or AutoparaInfo()).resolved().reuse

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -17,6 +18,35 @@ from ..errors import ParameterError
 # parameters wflp supplies itself: the item's random stream, its index, and the block
 # size chunks are aligned to (see Operation)
 RESERVED = ("rng", "index", "block")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterConvention:
+    """What a parameter name means in every operation that has it (``calculator``).
+
+    describe: ``describe(value, describer)``, its description in records (unless the
+    operation gives its own). check: ``check(value, where)``, raises ParameterError
+    for a bad value before anything runs; *where* names the operation and parameter.
+    """
+
+    describe: Callable[[Any, Any], Any]
+    check: Callable[[Any, str], None]
+
+
+_conventions: dict[str, ParameterConvention] = {}
+
+
+def register_parameter_convention(name: str, convention: ParameterConvention) -> None:
+    """Give the parameter *name* of every operation defined from now on this meaning.
+
+    The engine knows no calculator: the layer that does registers its convention
+    (:mod:`wflp._wiring` registers ``calculator`` when wflp is imported)."""
+    _conventions[name] = convention
+
+
+def parameter_conventions() -> dict[str, ParameterConvention]:
+    """The registered conventions, by parameter name."""
+    return dict(_conventions)
 
 
 class Operation:
@@ -32,7 +62,8 @@ class Operation:
     A parameter named ``calculator`` is a calculator by convention, whatever the
     operation: it is checked before anything runs (wflp.calculators.check_calculator:
     a registered name must exist, keyword arguments must fit its factory) and
-    described with the plugin distribution that provides it.
+    described with the plugin distribution that provides it (see
+    :class:`ParameterConvention`).
     block: ``block(parameters) -> int``; chunks then start only at multiples of
         that many items, so a per-chunk function may keep state (a calculator)
         between the items of one block and still give the same bytes in any run.
@@ -43,7 +74,7 @@ class Operation:
     def __init__(self, func: Callable, name: str, version: str = "1", per: str = "item",
                  summary: str | None = None, check: Callable | None = None,
                  describe: Mapping[str, Callable] | None = None,
-                 block: Callable[[dict], int] | None = None):
+                 block: Callable[[dict], int] | None = None) -> None:
         if per not in ("item", "chunk"):
             raise ParameterError(f"operation per= must be 'item' or 'chunk', got {per!r}")
         self.func = func
@@ -51,23 +82,23 @@ class Operation:
         self.version = str(version)
         self.per = per
         self.check = check
+        self.signature = inspect.signature(func)
         self.describe = dict(describe or {})
-        if "calculator" in inspect.signature(func).parameters:
-            from ..calculators import describe_calculator
-
-            self.describe.setdefault("calculator", describe_calculator)
+        self.conventions = {key: conv for key, conv in _conventions.items()
+                            if key in self.signature.parameters}
+        for key, conv in self.conventions.items():
+            self.describe.setdefault(key, conv.describe)
         self.block = block
         self.summary = summary or (inspect.getdoc(func) or "").split("\n")[0]
-        self._signature = inspect.signature(func)
-        self.wants_rng = "rng" in self._signature.parameters
-        self.wants_index = "index" in self._signature.parameters
-        self.wants_block = "block" in self._signature.parameters
+        self.wants_rng = "rng" in self.signature.parameters
+        self.wants_index = "index" in self.signature.parameters
+        self.wants_block = "block" in self.signature.parameters
         functools.update_wrapper(self, func)
 
     def __repr__(self) -> str:
         return f"<wflp operation {self.name!r} v{self.version} ({self.per})>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple]:
         # pickled by reference to the module attribute when possible (cloudpickle does the rest)
         return (_rebuild_operation, (self.func, self.name, self.version, self.per, self.summary,
                                      self.check, self.describe, self.block))
@@ -79,11 +110,11 @@ class Operation:
     @property
     def parameter_names(self) -> list[str]:
         """The parameters a caller passes (not the item, rng or index)."""
-        return [p for p in list(self._signature.parameters)[1:] if p not in RESERVED]
+        return [p for p in list(self.signature.parameters)[1:] if p not in RESERVED]
 
     def bind_parameters(self, args: tuple, kwargs: dict) -> dict:
         """The parameters that define the result, with defaults filled in."""
-        params = list(self._signature.parameters.values())
+        params = list(self.signature.parameters.values())
         if not params:
             raise ParameterError(f"operation {self.name!r}: its function takes no item argument")
         reserved = [k for k in RESERVED if k in kwargs]
@@ -91,13 +122,13 @@ class Operation:
             raise ParameterError(
                 f"operation {self.name!r}: {reserved[0]!r} is supplied by wflp for each item; "
                 "do not pass it (use seed= for reproducible randomness)")
-        filled = {k: None for k in RESERVED if k in self._signature.parameters}
+        filled = {k: None for k in RESERVED if k in self.signature.parameters}
         try:
-            bound = self._signature.bind(None, *args, **kwargs, **filled)
+            bound = self.signature.bind(None, *args, **kwargs, **filled)
         except TypeError as err:
             raise ParameterError(
                 f"operation {self.name!r}: {err}; its parameters are "
-                f"{self.name}(inputs, outputs{_sig_tail(self._signature)})") from None
+                f"{self.name}(inputs, outputs{_sig_tail(self.signature)})") from None
         bound.apply_defaults()
         out = dict(bound.arguments)
         out.pop(params[0].name)
@@ -111,10 +142,9 @@ class Operation:
             raise ParameterError(f"operation {self.name!r}: seed must be an int >= 0, "
                                  f"got {seed!r}")
         params = self.bind_parameters(args, kwargs)
-        if "calculator" in params:
-            from ..calculators import check_calculator
-
-            check_calculator(params["calculator"], f"{self.name}: parameter 'calculator'")
+        for key, conv in self.conventions.items():
+            if key in params:
+                conv.check(params[key], f"{self.name}: parameter {key!r}")
         if self.check is not None:
             self.check(params, seed)  # raises ParameterError before anything runs
         return params
@@ -126,7 +156,8 @@ class Operation:
         return max(1, int(self.block(params)))
 
     def __call__(self, inputs: Any, outputs: Any, *args: Any,
-                 autopara_info: Any = None, seed: int | None = None, **kwargs: Any) -> Any:
+                 autopara_info: Any = None, seed: int | None = None,
+                 **kwargs: Any) -> Any:
         from ..configset import ConfigSet, OutputSpec
         from .info import AutoparaInfo
         from .run import run_operation
@@ -151,7 +182,10 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer))
 
 
-def _rebuild_operation(func, name, version, per, summary, check=None, describe=None, block=None):
+def _rebuild_operation(func: Callable, name: str, version: str, per: str,
+                       summary: Optional[str], check: Optional[Callable] = None,
+                       describe: Optional[Mapping[str, Callable]] = None,
+                       block: Optional[Callable[[dict], int]] = None) -> Operation:
     return Operation(func, name, version, per, summary, check, describe, block)
 
 

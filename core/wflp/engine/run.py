@@ -31,7 +31,7 @@ from ..records import (
 )
 from ..records.describe import log_opaque
 from .chunks import ChunkResult, ChunkSizer, ChunkTask, plan_chunks
-from .executor import capability, chunk_size, executor_name, resolve_executor
+from .executor import executor_name, resolve_executor
 from .info import AutoparaInfo, reuse_mode
 from .stage import Stage, write_chunk
 from .worker import Payload, RunContext, remember_payload
@@ -63,8 +63,8 @@ class _Run:
         self.executor = resolve_executor(info)
         self.nproc = info.num_python_subprocesses or 1
         self.block = op.block_size(params)
-        self.batches = capability(self.executor, "submits_batches")
-        fixed = chunk_size(self.executor, info)  # the executor decides its chunking
+        self.batches = self.executor.submits_batches
+        fixed = self.executor.chunk_size(info)  # the executor decides its chunking
         n_known = inputs.known_length()
         if n_known is None and fixed is None and self.nproc > 1:
             # knowing the length lets the last chunks shrink so the processes finish together
@@ -88,7 +88,7 @@ class _Run:
         try:
             data = cloudpickle.dumps(payload)
         except Exception as err:
-            if not capability(self.executor, "in_process"):
+            if not self.executor.in_process:
                 raise NotPicklableError(
                     f"operation {self.op.name!r}: its function or arguments cannot be sent to "
                     f"worker processes ({type(err).__name__}: {err}). Pass unpicklable "
@@ -102,7 +102,7 @@ class _Run:
 
     def tasks(self, payload: bytes, digest: str, counter: dict, stage: Optional[Stage] = None,
               done: Optional[list] = None) -> Iterator[ChunkTask]:
-        shares = capability(self.executor, "shares_files")
+        shares = self.executor.shares_files
         context = RunContext(self.op.name, tuple(str(f.absolute()) for f in self.outputs.files),
                              str(stage.folder) if stage is not None else None, self.run_id)
         return plan_chunks(
@@ -111,7 +111,7 @@ class _Run:
             target_for=stage.target if stage is not None and (shares or self.batches)
             else None,
             lazy_frames=shares and self.nproc > 1,
-            ship=not capability(self.executor, "in_process"), context=context,
+            ship=not self.executor.in_process, context=context,
             counter=counter)
 
     def drive(self, tasks: Iterator[ChunkTask], on_result: Callable[[ChunkResult], None],
@@ -153,7 +153,7 @@ class _Run:
             waiting[res.start] = res
             while next_start in waiting:
                 ready = waiting.pop(next_start)
-                for loc, outs in zip(ready.locs, ready.results):
+                for loc, outs in zip(ready.locs, ready.results or ()):
                     collector.add(loc, outs)
                 next_start = ready.end
 
@@ -180,7 +180,7 @@ class _Run:
             payload, digest = self.payload()
             counter: dict = {}
             started = now_iso()
-            shares = capability(self.executor, "shares_files")
+            shares = self.executor.shares_files
 
             def on_result(res: ChunkResult) -> None:
                 if res.results is not None:  # came back in memory: write its chunk here
@@ -204,6 +204,7 @@ class _Run:
                     f"input file(s) {', '.join(repr(str(p)) for p in changed)} changed while "
                     f"{label} was running, so the results may mix old and new content; "
                     "nothing was written: rerun once the inputs are final")
+            assert outputs.format is not None  # an output to files always has one
             produced = stage.assemble(outputs.files, outputs.format, outputs.write_kwargs,
                                       counter.get("n_items", 0))
             from .. import __version__
@@ -234,14 +235,15 @@ class _Run:
 
 
 def _item_error(name: str, res: ChunkResult, to_file: bool) -> OperationError:
-    last = res.error.strip().splitlines()[-1] if res.error else "?"
+    text = res.error or ""
+    last = text.strip().splitlines()[-1] if text.strip() else "?"
     kept = ("chunks finished before it are kept (rerun to resume), or " if to_file else "")
     err = OperationError(
         f"operation {name!r} failed on item {res.error_index}: {last}; {kept}pass "
         "AutoparaInfo(skip_failed=True) to drop failing items")
     err.worker_traceback = res.error
     if hasattr(err, "add_note"):
-        err.add_note("Traceback in the process that ran the item:\n" + res.error)
+        err.add_note("Traceback in the process that ran the item:\n" + text)
     return err
 
 

@@ -97,7 +97,7 @@ class GlobalSelector(Operation):
         self.read = read
         self._read_op = Operation(_read_chunk, f"{name} (reading rows)", version=FORM_VERSION,
                                   per="chunk")
-        self.wants_exclude = "exclude" in self._signature.parameters
+        self.wants_exclude = "exclude" in self.signature.parameters
         if self.wants_exclude:
             self.describe.setdefault("exclude", describe_configurations)
 
@@ -495,9 +495,10 @@ class WorkFolder:
             old, chosen = None, None
         valid = old is not None and isinstance(chosen, list) and all(
             isinstance(v, int) for v in chosen)
-        if valid and not old.differences(record):
+        if old is not None and isinstance(chosen, list) and valid \
+                and not old.differences(record):
             return list(chosen)
-        if valid and not overwrite:
+        if old is not None and valid and not overwrite:
             raise mismatch_error(f"the interrupted selection (work folder {str(self.folder)!r})"
                                  " of", old.differences(record), outputs)
         log.info("%s: removing %s, left by an interrupted run of %s", self.label, self.folder,

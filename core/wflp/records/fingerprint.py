@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 from ase import Atoms
 
 from ..errors import InputError
 from .describe import canonical, canonical_json
+
+if TYPE_CHECKING:
+    from ..configset import ConfigSet
 
 
 def sha256_file(path: os.PathLike | str, block: int = 1 << 20) -> str:
@@ -39,7 +42,7 @@ def atoms_digest(atoms: Atoms) -> str:
     return h.hexdigest()
 
 
-def _update_atoms(h, atoms: Atoms) -> None:
+def _update_atoms(h: Any, atoms: Atoms) -> None:
     h.update(b"atoms")
     arrays = atoms.arrays
     for name in sorted(arrays):
@@ -144,14 +147,14 @@ class InputFingerprint:
         return changed
 
 
-def fingerprint_configset(cs) -> InputFingerprint:
+def fingerprint_configset(cs: ConfigSet) -> InputFingerprint:
     """The content fingerprint of a ConfigSet (``.hexdigest()``, ``.count`` — None when
     files are involved — and ``.changed_files()`` for the check at the end of a run)."""
     from ..configset import FileGroup, missing_file_message
 
     fp = InputFingerprint()
 
-    def visit(node, loc):
+    def visit(node: Any, loc: tuple[int, ...]) -> None:
         if isinstance(node, FileGroup):
             if not node.path.exists():
                 raise InputError(missing_file_message(node.path))
@@ -165,7 +168,7 @@ def fingerprint_configset(cs) -> InputFingerprint:
         else:
             fp.add_item(loc, node)
 
-    visit(cs._root, ())
+    visit(cs.tree, ())
     return fp
 
 

@@ -215,7 +215,7 @@ def submit(func: Callable, args: Sequence = (), kwargs: Optional[dict] = None, *
 
         raise NotPicklableError(f"submit: the function or its arguments cannot be pickled "
                                 f"({type(err).__name__}: {err})") from err
-    label = job_name or getattr(func, "__name__", "job")
+    label = job_name or str(getattr(func, "__name__", "job"))
     spec = JobSpec(key, make_name(label, key), "function", system_config, res, call,
                    tuple(str(p) for p in files))
     jobs = manager()

@@ -36,7 +36,7 @@ from typing import Any, Optional
 
 import cloudpickle
 
-from ..errors import WflpError
+from ..errors import PluginError, WflpError
 from . import runner
 from .config import Resources, SystemConfig, get_system
 from .scheduler import (
@@ -113,9 +113,17 @@ def dumps_portable(obj: Any) -> bytes:
 
 
 def scheduler_for(system: SystemConfig) -> Scheduler:
+    """The dialect of *system*'s scheduler, built by the factory its plugin registers."""
     from ..plugins import get_scheduler
 
-    return get_scheduler(system.scheduler).load()()
+    spec = get_scheduler(system.scheduler)
+    scheduler = spec.load()()
+    if not isinstance(scheduler, Scheduler):
+        raise PluginError(
+            f"scheduler {spec.name!r}: its factory returned {type(scheduler).__name__}, "
+            "not a wflp.remote.scheduler.Scheduler; the plugin must subclass Scheduler "
+            "(implementing submit_command, parse_submit and cancel_command)")
+    return scheduler
 
 
 def job_name(label: str, key: str) -> str:
@@ -221,7 +229,7 @@ class JobManager:
                           submitted=time.time(), reason="")
         log.info("submitted job %d (%s) to %s as %s", row.id, row.name, system.name,
                  scheduler_id)
-        return self.store.get(row.id)
+        return self.store.require(row.id)
 
     def _recover(self, row: JobRow, spec: JobSpec) -> JobRow:
         """A row without a scheduler id: find the job before submitting it again."""
@@ -236,15 +244,15 @@ class JobManager:
                              row.id, row.name, found)
                     self.store.update(row.id, scheduler_id=found, state=JobState.QUEUED.value,
                                       submitted=time.time())
-                    return self.store.get(row.id)
+                    return self.store.require(row.id)
             markers = transport_for(system).list_markers([row.remote_dir])[row.remote_dir]
             if markers & {runner.STARTED, *runner.FINAL_MARKERS}:
                 log.info("job %d (%s) ran already; collecting it", row.id, row.name)
                 self.store.update(row.id, state=JobState.UNKNOWN.value, submitted=time.time())
-                return self.refresh([self.store.get(row.id)])[0]
+                return self.refresh([self.store.require(row.id)])[0]
         if row.state == PREPARING:
             self._prepare(row, spec)
-        return self._launch(self.store.get(row.id), spec)
+        return self._launch(self.store.require(row.id), spec)
 
     # -- states ---------------------------------------------------------------------------------
     def refresh(self, rows: Iterable[JobRow]) -> list[JobRow]:
@@ -262,7 +270,7 @@ class JobManager:
                 self._refresh_system(self.system(name), list(group.values()))
             self._last_poll[name] = time.monotonic()
             self.polls[name] = self.polls.get(name, 0) + 1
-        return [self.store.get(r.id) for r in rows]
+        return [self.store.require(r.id) for r in rows]
 
     def polled_recently(self, system: str, poll_interval: Optional[float] = None) -> bool:
         """True if *system* was asked about its jobs less than an interval ago."""
@@ -315,7 +323,8 @@ class JobManager:
         command = sched.explain_command(dict(wanted)) if wanted else None
         if command is None:
             return
-        before = {sid: listed.get(sid, accounted.get(sid)) for sid in wanted}
+        before = {sid: status for sid in wanted
+                  if (status := listed.get(sid, accounted.get(sid))) is not None}
         for sid, status in sched.parse_explain(self._run(system, command), before).items():
             if sid in listed:
                 listed[sid] = status
@@ -414,8 +423,9 @@ class JobManager:
                 note = f"raised in {where}; remote traceback:\n{remote_tb}"
                 if hasattr(err, "add_note"):
                     err.add_note(note)
-                err.remote_traceback = remote_tb
-                err.remote_job = row
+                # the job's own exception, of any class: tagged with where it was raised
+                err.remote_traceback = remote_tb  # type: ignore[attr-defined]
+                err.remote_job = row  # type: ignore[attr-defined]
                 return err
         hint = {JobState.TIMEOUT.value: "it ran past its max_time",
                 JobState.OUT_OF_MEMORY.value: "it ran out of memory",
@@ -454,7 +464,7 @@ class JobManager:
                     transport.write_bytes(f"{r.remote_dir}/{runner.CANCEL_REQUESTED}", b"{}")
                 except Exception:  # the folder may be gone; the scheduler decides
                     pass
-            ids = [r.scheduler_id for r in group]
+            ids = [r.scheduler_id for r in group if r.scheduler_id]
             result = self._run(system, sched.cancel_command(ids))
             failed = sched.parse_cancel(result, ids)
             for r in group:
@@ -484,7 +494,7 @@ class JobManager:
                 transport.run(["rm", "-f", path])
         self.store.update(row.id, scheduler_id=None, state=SUBMITTING, reason="",
                           finished=None, collected=0)
-        row = self.store.get(row.id)
+        row = self.store.require(row.id)
         if spec is None:
             spec = JobSpec(row.key, row.name, row.kind, system,
                            Resources(**row.resources), b"")

@@ -10,18 +10,25 @@ with the system's command prefix), polling and resume (see wflp.remote.jobs).
 
 Every method that names a command returns an argv list; the core runs it through
 the system's transport, with the system's ``command_prefix`` in front, quoting each
-word. :class:`LocalScheduler` is the first implementation.
+word. :class:`Scheduler` is an abstract base class: a dialect must implement
+submit_command, parse_submit and cancel_command; every other method has a default that
+says "this scheduler cannot" (None, or no states), which the core handles.
+:class:`LocalScheduler` is the first implementation.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import enum
 import re
 import shlex
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..errors import WflpError
+
+if TYPE_CHECKING:
+    from .config import Resources
 
 
 class SchedulerError(WflpError):
@@ -70,7 +77,7 @@ class Status:
 class CommandResult:
     """The outcome of one command run through a transport."""
 
-    argv: tuple
+    argv: tuple[str, ...]
     returncode: int
     stdout: str
     stderr: str
@@ -88,8 +95,8 @@ class JobScript:
     directory: str            # the job directory on the system (absolute)
     stdout: str               # absolute paths on the system
     stderr: str
-    resources: Any            # wflp.remote.config.Resources
-    header: tuple = ()        # the system's extra header lines
+    resources: Resources
+    header: tuple[str, ...] = ()   # the system's extra header lines
 
 
 def sanitize_job_name(name: str, limit: int = 48) -> str:
@@ -100,27 +107,28 @@ def sanitize_job_name(name: str, limit: int = 48) -> str:
     return text[:limit]
 
 
-class Scheduler:
+class Scheduler(abc.ABC):
     """The dialect of a queueing system (see the module docstring)."""
 
-    name = "scheduler"
+    name: str = "scheduler"
     #: whether the scheduler itself enforces max_time and cores (else the job runner does)
-    enforces_limits = True
+    enforces_limits: bool = True
     #: True if a job missing from the status listing has certainly ended
-    listing_is_complete = False
+    listing_is_complete: bool = False
     #: seconds between status calls when the system does not set poll_interval
-    default_poll_interval = 30.0
+    default_poll_interval: float = 30.0
 
     def header(self, job: JobScript) -> list[str]:
         """The job script's header lines (``#SBATCH ...``) from the job's resources."""
         return list(job.header)
 
+    @abc.abstractmethod
     def submit_command(self, script: str, job: JobScript) -> list[str]:
-        raise NotImplementedError
+        """The command that submits the job script *script* (a path on the system)."""
 
+    @abc.abstractmethod
     def parse_submit(self, result: CommandResult) -> str:
         """The job id from the submit command's output; SchedulerError if there is none."""
-        raise NotImplementedError
 
     def status_command(self, ids: list[str]) -> Optional[list[str]]:
         """One command that lists the state of all these jobs (None: no such command)."""
@@ -136,6 +144,7 @@ class Scheduler:
         return None
 
     def parse_accounting(self, result: CommandResult, ids: list[str]) -> dict[str, Status]:
+        """How the jobs the accounting command knew ended (others are left out)."""
         return {}
 
     def explain_command(self, jobs: dict[str, str]) -> Optional[list[str]]:
@@ -149,8 +158,9 @@ class Scheduler:
         """The statuses of those jobs, refined by what explain_command said."""
         return statuses
 
+    @abc.abstractmethod
     def cancel_command(self, ids: list[str]) -> list[str]:
-        raise NotImplementedError
+        """One command that cancels all these jobs."""
 
     def parse_cancel(self, result: CommandResult, ids: list[str]) -> dict[str, str]:
         """{id: why it could not be cancelled} (an unknown id, ...); empty if all were."""
@@ -163,6 +173,7 @@ class Scheduler:
         return None
 
     def parse_find(self, result: CommandResult, name: str) -> Optional[str]:
+        """The id of the job named *name* in the find command's output (None: not there)."""
         return None
 
     def runner_options(self, job: JobScript, max_cores: Optional[int]) -> list[str]:
@@ -186,7 +197,8 @@ def tail_command(files: dict[str, str], nbytes: int = 8192) -> list[str]:
 def parse_tails(result: CommandResult) -> dict[str, str]:
     """``{key: text}`` from the output of :func:`tail_command`."""
     out: dict[str, str] = {}
-    key, lines = None, []
+    key: Optional[str] = None
+    lines: list[str] = []
     for line in result.stdout.split("\n"):
         if line.startswith(_TAIL_MARK):
             if key is not None:
@@ -228,7 +240,7 @@ class LocalScheduler(Scheduler):
         return ["ps", "-o", "pid=,stat=", "-p", ",".join(ids)]
 
     def parse_status(self, result: CommandResult, ids: list[str]) -> dict[str, Status]:
-        out = {}
+        out: dict[str, Status] = {}
         for line in result.stdout.splitlines():
             parts = line.split()
             if len(parts) >= 2 and parts[0] in ids and not parts[1].startswith("Z"):

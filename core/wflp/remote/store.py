@@ -179,13 +179,22 @@ class JobStore:
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row(row) if row is not None else None
 
+    def require(self, job_id: int) -> JobRow:
+        """The job *job_id*, which must be in the store (WflpError if it was removed)."""
+        row = self.get(job_id)
+        if row is None:
+            raise WflpError(f"job {job_id} is no longer in the job store {self.path}: it was "
+                            "removed (`wflp jobs clean`) while this run used it; run again")
+        return row
+
     def by_key(self, key: str) -> Optional[JobRow]:
         row = self._db.execute("SELECT * FROM jobs WHERE key = ?", (key,)).fetchone()
         return _row(row) if row is not None else None
 
     def select(self, *, states: Optional[list[str]] = None, system: Optional[str] = None,
                name: Optional[str] = None, ids: Optional[list[int]] = None) -> list[JobRow]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if states:
             where.append(f"state IN ({', '.join('?' for _ in states)})")
             args += list(states)

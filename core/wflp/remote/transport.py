@@ -12,6 +12,7 @@ user data ever reaches a shell unquoted.
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import shlex
@@ -20,11 +21,17 @@ import stat
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from ..errors import WflpError
 from .scheduler import CommandResult
+
+if TYPE_CHECKING:
+    from .config import SystemConfig
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("wflp")
 
@@ -33,49 +40,57 @@ class TransportError(WflpError):
     """A system cannot be reached (SSH refused, dropped, a host key problem, a timeout)."""
 
 
-class Transport:
+class Transport(abc.ABC):
     """Files and commands on a system."""
 
     host_label = "this machine"
 
+    @abc.abstractmethod
     def run(self, argv: list[str], timeout: Optional[float] = None) -> CommandResult:
-        raise NotImplementedError
+        """Run *argv* on the system (TransportError if it cannot be reached or times out)."""
 
+    @abc.abstractmethod
     def makedirs(self, path: str) -> None:
         """Create *path* (and parents) private to the user (0700)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def put(self, local: Path, remote: str) -> None:
-        raise NotImplementedError
+        """Copy the local file *local* to *remote* on the system."""
 
+    @abc.abstractmethod
     def get(self, remote: str, local: Path) -> None:
-        raise NotImplementedError
+        """Copy *remote* on the system to the local file *local*."""
 
+    @abc.abstractmethod
     def read_bytes(self, remote: str) -> bytes:
-        raise NotImplementedError
+        """The content of the file *remote*."""
 
+    @abc.abstractmethod
     def write_bytes(self, remote: str, data: bytes) -> None:
-        raise NotImplementedError
+        """Write *data* to *remote*, replacing it whole (never half-written)."""
 
+    @abc.abstractmethod
     def listdir(self, remote: str) -> list[str]:
-        raise NotImplementedError
+        """The names of the entries of the folder *remote*."""
 
+    @abc.abstractmethod
     def exists(self, remote: str) -> bool:
-        raise NotImplementedError
+        """Whether *remote* exists on the system."""
 
+    @abc.abstractmethod
     def remove_tree(self, remote: str) -> None:
-        raise NotImplementedError
+        """Remove *remote* and everything under it (nothing if it is gone)."""
 
+    @abc.abstractmethod
     def expand(self, path: str) -> str:
         """*path* with ``~`` expanded on the system, made absolute."""
-        raise NotImplementedError
 
     def list_markers(self, folders: list[str]) -> dict[str, set]:
         """{folder: names of its entries} for many folders at once (missing: empty)."""
         return {f: set(self.listdir(f)) if self.exists(f) else set() for f in folders}
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional: most transports hold nothing
+        """Release what the transport holds open (a connection)."""
 
 
 class LocalTransport(Transport):
@@ -132,12 +147,12 @@ class SSHTransport(Transport):
 
     BACKOFF = 1.0          # seconds before the first retry, doubled each time
 
-    def __init__(self, system) -> None:
+    def __init__(self, system: SystemConfig) -> None:
         self.system = system
         self.user, self.hostname, self.port = system.user_host_port()
-        self.host_label = system.host
-        self._client = None
-        self._sftp = None
+        self.host_label = system.host or "this machine"
+        self._client: Any = None
+        self._sftp: Any = None
         self._lock = threading.RLock()
         self._home: Optional[str] = None
 
@@ -245,7 +260,7 @@ class SSHTransport(Transport):
                 self._sftp = client.open_sftp()
             return self._sftp
 
-    def _retrying(self, what: str, action):
+    def _retrying(self, what: str, action: Callable[[], _T]) -> _T:
         """Run action(); after a dropped connection, reconnect (bounded) and try again."""
         import paramiko
 
@@ -260,7 +275,7 @@ class SSHTransport(Transport):
                 log.warning("%s on %s failed (%s); reconnecting", what, self.host_label, err)
                 with self._lock:
                     self._reset()
-        return None  # pragma: no cover
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- commands -------------------------------------------------------------------------------
     def run(self, argv: list[str], timeout: Optional[float] = None) -> CommandResult:
@@ -398,7 +413,7 @@ _transports: dict[str, Transport] = {}
 _transports_lock = threading.Lock()
 
 
-def transport_for(system) -> Transport:
+def transport_for(system: SystemConfig) -> Transport:
     """The one transport of *system* for the life of this process."""
     with _transports_lock:
         found = _transports.get(system.name)
