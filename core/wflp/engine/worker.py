@@ -139,7 +139,12 @@ def private_copy(item: Any) -> Any:
 
 
 def _fresh_items(task: ChunkTask) -> list:
-    # frames read here from FrameRefs are fresh: only the others need a private copy
+    # frames read here from FrameRefs are fresh, and so are the items of a chunk that
+    # came pickled (to a pool or Dask worker; see ChunkTask.fresh_items): only the
+    # caller's own objects, in a serial run, need a private copy
+    received = task.fresh_items()
+    if received is not None:
+        return read_frame_refs(received)
     return [x if isinstance(r, FrameRef) else private_copy(x)
             for r, x in zip(task.items, read_frame_refs(task.items))]
 
@@ -243,7 +248,12 @@ def _call_kwargs(payload: Payload, rng: Any, index: Any) -> dict:
     return kwargs
 
 
-def _one_at_a_time(payload: Payload, start: int, items: list, call: Callable):
+#: what running a chunk's items gives: (results, error, error_index, skipped)
+_Outcome = tuple[Optional[list], Optional[str], Optional[int], list]
+
+
+def _one_at_a_time(payload: Payload, start: int, items: list,
+                   call: Callable) -> _Outcome:
     """``call(i, item)`` for each item, under the item's time limit: (results, error,
     error_index, skipped). A failure ends the chunk, or with skip_failed is logged and
     gives the item no output."""
@@ -264,7 +274,7 @@ def _one_at_a_time(payload: Payload, start: int, items: list, call: Callable):
     return results, None, None, skipped
 
 
-def _run_items(payload: Payload, start: int, items: list):
+def _run_items(payload: Payload, start: int, items: list) -> _Outcome:
     """Per-item functions: (results, error, error_index, skipped)."""
     seeded = payload.wants_rng and payload.seed is not None
 
@@ -276,7 +286,7 @@ def _run_items(payload: Payload, start: int, items: list):
     return _one_at_a_time(payload, start, items, call)
 
 
-def _run_whole_chunk(payload: Payload, task: ChunkTask, items: list):
+def _run_whole_chunk(payload: Payload, task: ChunkTask, items: list) -> _Outcome:
     """Per-chunk functions: one call for all items. If it raises, the items are run one
     by one (from fresh copies) to find which failed, and to skip it with skip_failed."""
     n = len(items)
