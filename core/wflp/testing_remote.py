@@ -9,15 +9,18 @@ came back. The scheduler-specific assertions stay in the plugin; this module hol
 - ``configs(n, seed)`` (rattled Cu cells), ``wait_until`` (its deadline times
   WFLP_TEST_TIMEOUT_SCALE, as ``wflp.testing.scaled``), ``row_of`` and ``started``;
 - ``project_fixture(cancel)``: a ``project`` fixture (private job store, the project folder
-  as the working directory) that cancels the jobs a test left in the queue;
+  as the working directory) that cancels the jobs a test left in the queue
+  (``project_folder`` is its body, for fixtures written elsewhere);
 - ``ssh_settings()`` and ``write_systems(...)``: the test SSH server and a systems file
   with one system here and one over SSH;
 - ``check_operation_split_gives_the_local_bytes``, ``check_killed_driver_rerun_submits_nothing``
   and ``check_killed_between_submit_and_store_makes_no_duplicate``: whole tests (an
   operation split into jobs; two of resume).
 
-Only the standard library is imported at the top (the job processes import this module);
-pytest, numpy, ase and wflp's remote code are imported when used.
+The shared tests themselves, written once for every scheduler plugin, are in
+``wflp.testing_scheduler``. Only the standard library is imported at the top (the job
+processes import this module); pytest, numpy, ase and wflp's remote code are imported when
+used.
 """
 
 from __future__ import annotations
@@ -128,29 +131,36 @@ def project_fixture(cancel: Sequence[str], keep: Sequence[str] = ENDED, name: st
 
     @pytest.fixture(name=name)
     def _project(tmp_path, monkeypatch) -> Iterator[Path]:
-        from wflp.remote.store import JobStore
-        from wflp.remote.transport import close_transports
-
-        folder = tmp_path / "project"
-        folder.mkdir()
-        monkeypatch.chdir(folder)
-        monkeypatch.setenv("WFLP_HOME", str(tmp_path / "home"))
-        monkeypatch.setenv("WFLP_PROGRESS", "0")
-        monkeypatch.delenv("WFLP_SYSTEMS", raising=False)
-        monkeypatch.delenv("WFLP_NUM_PYTHON_SUBPROCESSES", raising=False)
-        close_transports()
-        yield folder
-        close_transports()
-        store = tmp_path / "home" / "jobs.sqlite"
-        if store.exists():
-            ids = [r.scheduler_id for r in JobStore(store).select()
-                   if r.scheduler_id and r.state not in keep]
-            if ids:
-                from .testing import scaled as scaled_timeout
-
-                subprocess.run([*cancel, *ids], capture_output=True, timeout=scaled_timeout(60))
+        yield from project_folder(tmp_path, monkeypatch, cancel, keep)
 
     return _project
+
+
+def project_folder(tmp_path: Path, monkeypatch: Any, cancel: Sequence[str],
+                   keep: Sequence[str] = ENDED) -> Iterator[Path]:
+    """The body of ``project_fixture``'s fixture, for a fixture written elsewhere (such as
+    ``wflp.testing_scheduler.SchedulerContract.project``): yields the project folder."""
+    from wflp.remote.store import JobStore
+    from wflp.remote.transport import close_transports
+
+    from .testing import scaled as scaled_timeout
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    monkeypatch.setenv("WFLP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("WFLP_PROGRESS", "0")
+    monkeypatch.delenv("WFLP_SYSTEMS", raising=False)
+    monkeypatch.delenv("WFLP_NUM_PYTHON_SUBPROCESSES", raising=False)
+    close_transports()
+    yield folder
+    close_transports()
+    store = tmp_path / "home" / "jobs.sqlite"
+    if store.exists():
+        ids = [r.scheduler_id for r in JobStore(store).select()
+               if r.scheduler_id and r.state not in keep]
+        if ids:
+            subprocess.run([*cancel, *ids], capture_output=True, timeout=scaled_timeout(60))
 
 
 def ssh_settings() -> dict:
