@@ -90,7 +90,8 @@ def test_an_executor_must_subclass_executor():
 
 
 def test_a_plugin_executor_that_is_not_an_executor_is_refused(plugin_manager):
-    with pytest.raises(ParameterError, match="the executor 'duck' must be .*Executor"):
+    with pytest.raises(PluginError, match="'duck'.*returned DuckExecutor, which is not a "
+                                          "wflp.exec.Executor"):
         resolve_executor(AutoparaInfo(executor="duck").resolved())
     declared = resolve_executor(AutoparaInfo(executor="declared").resolved())
     assert isinstance(declared, InProcess)
@@ -110,6 +111,9 @@ def test_names_resolve_through_the_engines_registration_points(monkeypatch):
         resolve_executor(AutoparaInfo().resolved())
     engine_executor.register_executor("serial", InProcess)
     assert isinstance(resolve_executor(AutoparaInfo().resolved()), InProcess)
+    engine_executor.register_executor("serial", DuckExecutor)
+    with pytest.raises(ParameterError, match="the executor 'serial' must be .*Executor"):
+        resolve_executor(AutoparaInfo().resolved())
 
 
 def test_the_plugins_executors_conform():

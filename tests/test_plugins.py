@@ -369,7 +369,8 @@ def test_a_plugin_implementing_every_hook(wflp_plugin_manager, register_wflp_plu
     serial = calculate([at.copy() for at in cu_configs], OutputSpec(),
                        calculator=("fix_lj", [], {}))
     assert [a.info["fix_lj_energy"] for a in res] == [a.info["fix_lj_energy"] for a in serial]
-    with pytest.raises(PluginError, match="plugin 'all-kinds'.*no map_chunks"):
+    with pytest.raises(PluginError, match="plugin 'all-kinds'.*returned NotAnExecutor, which "
+                                          "is not a wflp.exec.Executor"):
         plugins.get_executor("fix_not_an_executor")
 
 
@@ -397,7 +398,7 @@ def test_registrations_are_collected_once_and_recollected_after_a_change(
 # -- specs --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(name="x", summary="s"), "factory must be a callable or an import path"),
+    (dict(name="x", summary="s", factory=None), "factory must be a callable or an import path"),
     (dict(name="x", summary="s", factory="ase.calculators.emt.EMT"), "is not an import path"),
     (dict(name="x", summary="", factory=EMT), "summary must be a non-empty string"),
     (dict(name="9lives", summary="s", factory=EMT), "invalid registered name"),
@@ -406,6 +407,11 @@ def test_registrations_are_collected_once_and_recollected_after_a_change(
 def test_invalid_specs_are_rejected(kwargs, message):
     with pytest.raises(PluginError, match=message):
         CalculatorSpec(**kwargs)
+
+
+def test_a_spec_without_its_target_names_the_missing_field():
+    with pytest.raises(TypeError, match="missing 1 required .*argument: 'factory'"):
+        CalculatorSpec(name="x", summary="s")
 
 
 def test_spec_load_errors_name_the_target():

@@ -40,6 +40,7 @@ from typing import Any, Optional
 
 import pluggy
 
+from ..engine.executor import Executor
 from ..errors import PluginError, UnknownNameError
 from . import hookspecs
 from .kinds import KINDS, SPEC_TYPES, TABLE, find_kind
@@ -452,15 +453,16 @@ class WflpPluginManager:
             self.call_each("wflp_commands", cli=cli)
             return sorted(set(getattr(cli, "commands", {})) - before)
 
-    def get_executor(self, name: str, **options: Any) -> Any:
+    def get_executor(self, name: str, **options: Any) -> Executor:
         """A new executor instance: the registered factory called with *options*."""
         spec = self.get_spec("executors", name)
         executor = spec.load()(**options)
-        if not callable(getattr(executor, "map_chunks", None)):
+        if not isinstance(executor, Executor):
             raise PluginError(
                 f"executor {spec.name!r} from {self.provider('executors', name).describe()} "
-                f"returned {type(executor).__name__}, which has no map_chunks(tasks, "
-                "autopara_info) method; fix the plugin's factory"
+                f"returned {type(executor).__name__}, which is not a wflp.exec.Executor (a "
+                "subclass that implements map_chunks(tasks, autopara_info)); fix the "
+                "plugin's factory"
             )
         return executor
 

@@ -117,7 +117,7 @@ class CalculatorSpec(_Spec):
     discard its outputs.
     """
 
-    factory: Target = None  # type: ignore[assignment]
+    factory: Target  # required: a spec without its target is no spec
     properties: tuple = ("energy", "forces")
     picklable: bool = False
     reset_interval: int = 1
@@ -143,7 +143,7 @@ class CalculatorSpec(_Spec):
 class GeneratorSpec(_Spec):
     """An operation that makes new configurations (from SMILES, by MD, by random search ...)."""
 
-    operation: Target = None  # type: ignore[assignment]
+    operation: Target  # required: a spec without its target is no spec
     kind = "generators"
     target_field = "operation"
 
@@ -152,7 +152,7 @@ class GeneratorSpec(_Spec):
 class SelectorSpec(_Spec):
     """An operation that selects a subset of its input configurations."""
 
-    operation: Target = None  # type: ignore[assignment]
+    operation: Target  # required: a spec without its target is no spec
     kind = "selectors"
     target_field = "operation"
 
@@ -173,7 +173,7 @@ class FitterSpec(_Spec):
     model's record compares it, not the plugin's distribution version.
     """
 
-    fit: Target = None  # type: ignore[assignment]
+    fit: Target  # required: a spec without its target is no spec
     calculator: str = ""
     model_argument: str = "model"
     result_version: str = "1"
@@ -198,7 +198,7 @@ class ExecutorSpec(_Spec):
     """Where chunks run: factory(**options) returns an object with
     map_chunks(tasks, autopara_info) -> iterator of ChunkResult, in task order."""
 
-    factory: Target = None  # type: ignore[assignment]
+    factory: Target  # required: a spec without its target is no spec
     kind = "executors"
     target_field = "factory"
 
@@ -210,7 +210,7 @@ class SchedulerSpec(_Spec):
     its parsing into the common states, accounting, cancel). Systems name it with
     ``scheduler = "<name>"``; the core does the rest (store, transport, polling)."""
 
-    factory: Target = None  # type: ignore[assignment]
+    factory: Target  # required: a spec without its target is no spec
     kind = "schedulers"
     target_field = "factory"
 
@@ -223,7 +223,7 @@ class DescriptorSpec(_Spec):
     key: where it stores the descriptor unless told otherwise (default: its name), so
     that a selector's ``key=`` can be checked against what was computed."""
 
-    operation: Target = None  # type: ignore[assignment]
+    operation: Target  # required: a spec without its target is no spec
     key: str = ""
     kind = "descriptors"
     target_field = "operation"
