@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Lint and test everything: set up .venv if needed, run ruff over the sources,
-# then pytest over tests/ (the core) and each plugins/<name>/tests (one pytest
+# Lint and test everything: set up .venv if needed, run ruff over the sources and mypy
+# over the core, then pytest over tests/ (the core) and each plugins/<name>/tests (one pytest
 # run per distribution, so same-named test files in two plugins cannot clash).
 # Extra arguments go to every pytest run, e.g.  bash scripts/test.sh -m "not slow" -x
-# Exit status: 0 only if ruff is clean and every test run passed.
+# Exit status: 0 only if ruff and mypy are clean and every test run passed.
 set -euo pipefail
 # shellcheck source=scripts/_bootstrap.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
@@ -20,6 +20,13 @@ done
 echo "== ruff check ${lint_paths[*]}"
 if ! ruff check "${lint_paths[@]}"; then
     echo "ruff found problems (fix them, or try: ruff check --fix ${lint_paths[*]})" >&2
+    status=1
+fi
+# the core's type hints, at the strictness stated in pyproject.toml [tool.mypy]
+# (CONTRIBUTING.md, "Typing and layering"); the layering itself is tests/test_layering.py
+echo "== mypy (core/wflp)"
+if ! python -m mypy; then
+    echo "mypy found type errors in core/wflp (CONTRIBUTING.md, \"Typing and layering\")" >&2
     status=1
 fi
 

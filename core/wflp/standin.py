@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -24,7 +25,7 @@ def lennard_jones(positions, cell, pbc, sigma=SIGMA, epsilon=EPSILON, rc=CUTOFF)
     pos = np.asarray(positions, dtype=float)
     cell = np.asarray(cell, dtype=float)
     reps = []
-    volume = abs(np.linalg.det(cell)) if np.any(pbc) else None
+    volume = abs(np.linalg.det(cell))  # used along periodic directions only
     for k in range(3):
         if pbc[k]:
             other = np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])
@@ -51,7 +52,7 @@ def lennard_jones(positions, cell, pbc, sigma=SIGMA, epsilon=EPSILON, rc=CUTOFF)
     return energy, forces, stress
 
 
-def failure_mode(symbols) -> str:
+def failure_mode(symbols: Iterable[str]) -> str:
     """The failure mode asked for structures with these elements: ``$WFLP_STANDIN_FAIL``
     is "mode:Element,..." (e.g. "crash:Ar,unconverged:Cu"); "ok" when none applies."""
     mode = "ok"

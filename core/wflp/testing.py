@@ -33,12 +33,12 @@ fixtures when used.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NoReturn, Optional
 
 import pytest
 
 
-def _missing(what: str, how: str) -> None:
+def _missing(what: str, how: str) -> NoReturn:
     import os
 
     message = f"{what} is not available; to run this test: {how}"
@@ -185,7 +185,7 @@ def labelled_cu(n: int, seed: int, prefix: str = "ref_") -> list:
 
 
 def check_engine_contract(op: Any, inputs: Any, folder: Any, kwargs: dict, changed: tuple,
-                          forbid: Optional[tuple] = None) -> list:
+                          forbid: Optional[tuple[object, str]] = None) -> list:
     """The engine's contract for an operation, checked for real in *folder*: serial == 2
     processes (bytes); a rerun reuses (nothing runs: ``forbid=(object, attribute)`` is
     patched to fail); a changed parameter (``changed=(name, value)``) raises
@@ -216,7 +216,7 @@ def check_engine_contract(op: Any, inputs: Any, folder: Any, kwargs: dict, chang
     before = (serial.stat().st_mtime_ns, record.read_bytes())
     with pytest.MonkeyPatch.context() as mp:
         if forbid is not None:
-            mp.setattr(*forbid, must_not_run)
+            mp.setattr(forbid[0], forbid[1], must_not_run)
         op(inputs, OutputSpec(serial), **kwargs)
     assert (serial.stat().st_mtime_ns, record.read_bytes()) == before
 
@@ -228,7 +228,7 @@ def check_engine_contract(op: Any, inputs: Any, folder: Any, kwargs: dict, chang
     assert serial.read_bytes() == data
     op(inputs, OutputSpec(serial, overwrite=True), **new_kwargs)
     assert serial.read_bytes() != data
-    return ase.io.read(par, ":")
+    return list(ase.io.iread(par, ":"))
 
 
 def calculate_in_two_workers(inputs: Any, output: Any, calculator: Any) -> list:

@@ -42,6 +42,7 @@ def errors_command(ref: str, model: str, files: tuple, group_by: tuple, no_group
     if no_groups and group_by:
         raise click.UsageError("--no-groups and --group-by exclude each other")
     keys = None if no_groups else (list(group_by) or "config_type")
+    inputs: dict[str, ConfigSet] | ConfigSet
     if per_file:
         inputs = {name: ConfigSet(name) for name in files}
         if len(inputs) != len(files):

@@ -237,11 +237,11 @@ def _compare_one(atoms: Any, group: str, ref: str, model: str, wanted: Sequence[
     if n == 0:
         return
     e_ref, e_model = _energy(atoms, ref), _energy(atoms, model)
-    have_energy = e_ref is not None and e_model is not None
-    if "energy" in wanted and have_energy:
+    if "energy" in wanted and e_ref is not None and e_model is not None:
         yield Comparison("energy_per_atom", group, np.array([e_ref / n]),
                          np.array([e_model / n]))
-    if "atomization_energy" in wanted and have_energy and e0 is not None and n > 1:
+    if "atomization_energy" in wanted and e_ref is not None and e_model is not None \
+            and e0 is not None and n > 1:
         yield Comparison("atomization_energy_per_atom", group,
                          np.array([_atomization(atoms, e_ref, e0[0], "reference")]),
                          np.array([_atomization(atoms, e_model, e0[1], "model")]))
@@ -434,7 +434,7 @@ def error_report(inputs: InputsLike, ref_prefix: str, model_prefix: str,
         _sums(sums, item.property, item.group).add(diff)
         if item.property == "forces" and per_element:
             symbols = np.asarray(item.elements)
-            for symbol in sorted(set(item.elements), key=_atomic_number):
+            for symbol in sorted(set(item.elements or ()), key=_atomic_number):
                 _sums(sums, f"forces[{symbol}]", item.group).add(diff[symbols == symbol])
     if not sums:
         raise InputError(_nothing_compared(inputs, ref_prefix, model_prefix, counts))

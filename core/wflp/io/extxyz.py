@@ -22,7 +22,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, NamedTuple, TextIO, Union
+from typing import Any, BinaryIO, NamedTuple, TextIO, Union
 
 import numpy as np
 from ase import Atoms
@@ -173,7 +173,7 @@ def read_frame_refs(items: list) -> list:
                     got, lines = next(frames, (None, None))
                 except MalformedFileError:
                     got = None
-                if got != want:
+                if got != want or lines is None:
                     raise MalformedFileError(
                         f"{ref.path}: frame {want.frame} is no longer where it was (line "
                         f"{want.line}); the file changed while it was being read: rerun "
@@ -199,7 +199,7 @@ def _locate_bad_line(lines: list[str], message: str, first_line: int) -> str | N
 
 
 
-def count_extxyz_frames(fd) -> int:
+def count_extxyz_frames(fd: BinaryIO) -> int:
     """Count the frames of an (ext)xyz file object by its atom-count lines."""
     n = 0
     while True:
@@ -278,7 +278,7 @@ _PBC_TEXT = {(a, b, c): '"' + " ".join("T" if x else "F" for x in (a, b, c)) + '
 _escaped_keys: dict[str, str] = {}
 
 
-def _value_text(key: str, value) -> str | None:
+def _value_text(key: str, value: Any) -> str | None:
     """ASE's (quoted) text for one info value of a common type, or None for anything else.
 
     Python floats and float64 print alike (shortest round-trip repr); other numpy

@@ -109,7 +109,7 @@ def _names(atoms: Atoms, wanted: list) -> list:
     return [p for p in wanted if p != "stress" or periodic]
 
 
-def _restore(calc, reset, evaluated: list, wanted: list) -> None:
+def _restore(calc: Any, reset: Any, evaluated: list, wanted: list) -> None:
     """After a failure: reset calc, then evaluate again (results unused) what it evaluated
     since its last reset, which brings back the state those left (EMT's neighbour list).
     A calculator that is never reset (interval 0) declares that its state does not
@@ -122,7 +122,7 @@ def _restore(calc, reset, evaluated: list, wanted: list) -> None:
         calculate_properties(calc, atoms.copy(), _names(atoms, wanted))
 
 
-def _evaluate(atoms: Atoms, calc, wanted: list, prefix: str, raise_errors: bool) -> bool:
+def _evaluate(atoms: Atoms, calc: Any, wanted: list, prefix: str, raise_errors: bool) -> bool:
     """Calculate atoms and store the outcome under prefix; False if it failed."""
     names = _names(atoms, wanted)
     atoms.calc = calc
@@ -158,7 +158,7 @@ def _check_finite(atoms: Atoms) -> None:
         raise ValueError("the cell is not finite (NaN or inf)")
 
 
-def _store_rundir(atoms: Atoms, calc, prefix: str) -> None:
+def _store_rundir(atoms: Atoms, calc: Any, prefix: str) -> None:
     """Where a file-based calculator kept this configuration's files (wflp.calculators.fileio)."""
     rundir = getattr(calc, "wflp_rundir", None)
     if isinstance(rundir, str) and rundir:

@@ -61,7 +61,7 @@ def _check(params: dict, seed: Optional[int]) -> None:
                                  f"lengths in Angstrom, e.g. {{'O': 1.2}}, got {lengths!r}")
         for key, value in lengths.items():
             _symbol(key, "bond_lengths")
-            if isinstance(value, bool) or not isinstance(value, Real) or not value > 0:
+            if isinstance(value, bool) or not isinstance(value, Real) or not float(value) > 0:
                 raise ParameterError(f"atoms_and_dimers: bond_lengths[{key!r}] must be > 0 "
                                      f"(Angstrom), got {value!r}")
     factors = params["dimer_factor_range"]
@@ -78,7 +78,7 @@ def _check(params: dict, seed: Optional[int]) -> None:
         raise ParameterError(f"atoms_and_dimers: dimer_n_steps must be a whole number >= 2, "
                              f"got {steps!r}")
     box = params["box"]
-    if isinstance(box, bool) or not isinstance(box, Real) or not box > 0:
+    if isinstance(box, bool) or not isinstance(box, Real) or not float(box) > 0:
         raise ParameterError(f"atoms_and_dimers: box must be the edge of the cubic box in "
                              f"Angstrom (> 0), got {box!r}")
     for name in ("isolated_atoms", "pbc"):

@@ -423,8 +423,8 @@ def _model_files(outcome: Any, workdir: Path, name: str) -> tuple:
         raise FitError(f"fit {name}: the model file {str(main_path)!r} is outside the run "
                        f"directory {workdir}")
     if files is None:
-        files = sorted(os.path.relpath(os.path.join(root, f), workdir)
-                       for root, _dirs, names in os.walk(workdir) for f in names)
+        files = tuple(os.path.relpath(os.path.join(root, f), workdir)
+                      for root, _dirs, names in os.walk(workdir) for f in names)
     files = tuple(sorted(set(files) | {main}))
     for rel in files:
         if not (workdir / rel).is_file():

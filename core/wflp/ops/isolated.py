@@ -22,7 +22,7 @@ number, and its record names them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any, Optional
 
@@ -60,13 +60,13 @@ def _symbol(value: Any, where: str) -> str:
     if isinstance(value, str) and value in atomic_numbers and value != "X":
         return chemical_symbols[atomic_numbers[value]]
     if isinstance(value, Integral) and not isinstance(value, bool) and \
-            0 < value < len(chemical_symbols):
+            0 < int(value) < len(chemical_symbols):
         return chemical_symbols[int(value)]
     raise ParameterError(f"isolated_atoms: {where}: {value!r} is not a chemical element; use "
                          "symbols such as 'H', 'C', 'Fe' (or atomic numbers)")
 
 
-def _sorted(symbols: Sequence[str]) -> list[str]:
+def _sorted(symbols: Iterable[str]) -> list[str]:
     return sorted(set(symbols), key=lambda s: atomic_numbers[s])
 
 
@@ -80,7 +80,7 @@ def _check(params: dict, seed: Optional[int]) -> None:
         for e in elements:
             _symbol(e, "elements")
     box = params["box"]
-    if isinstance(box, bool) or not isinstance(box, Real) or not box > 0:
+    if isinstance(box, bool) or not isinstance(box, Real) or not float(box) > 0:
         raise ParameterError(f"isolated_atoms: box must be the edge of the cubic box in "
                              f"Angstrom (> 0), got {box!r}")
     multiplicity = params["multiplicity"]

@@ -263,7 +263,7 @@ def md(atoms: Atoms, calculator: Any, steps: int, dt: float, integrator: str = "
     dyn = _make_dynamics(work, settings, dt, friction, temperature_tau, rng)
 
     def target(step: int) -> Optional[float]:
-        if settings.t_start is None:
+        if settings.t_start is None or settings.t_end is None:
             return None
         frac = min(step, steps) / steps if steps else 0.0
         return settings.t_start + (settings.t_end - settings.t_start) * frac
@@ -351,7 +351,8 @@ def _thermalize(atoms: Atoms, temperature_K: float, rng: Optional[np.random.Gene
 
 
 def _make_dynamics(atoms: Atoms, settings: _MDSettings, dt: float, friction: Optional[float],
-                   temperature_tau: Optional[float], rng: Optional[np.random.Generator]):
+                   temperature_tau: Optional[float],
+                   rng: Optional[np.random.Generator]) -> Any:
     timestep = float(dt) * units.fs
     tau = (float(temperature_tau) if temperature_tau is not None else 100.0 * float(dt)) \
         * units.fs
@@ -359,30 +360,33 @@ def _make_dynamics(atoms: Atoms, settings: _MDSettings, dt: float, friction: Opt
         from ase.md.verlet import VelocityVerlet
 
         return VelocityVerlet(atoms, timestep=timestep)
+    temperature_K = settings.t_start
+    if temperature_K is None:  # pragma: no cover - the parameter check requires one
+        raise ParameterError(f"md: integrator={settings.integrator!r} needs a temperature")
     if settings.integrator == "langevin":
         from ase.md.langevin import Langevin
 
         if rng is None:  # pragma: no cover - the parameter check requires a seed
             raise ParameterError("md: integrator='langevin' needs seed=<int>")
         fr = DEFAULT_FRICTION if friction is None else float(friction)
-        return Langevin(atoms, timestep=timestep, temperature_K=settings.t_start,
+        return Langevin(atoms, timestep=timestep, temperature_K=temperature_K,
                         friction=fr / units.fs, fixcm=False, rng=rng)
     if settings.integrator == "berendsen":
         from ase.md.nvtberendsen import NVTBerendsen
 
-        return NVTBerendsen(atoms, timestep=timestep, temperature_K=settings.t_start, taut=tau)
+        return NVTBerendsen(atoms, timestep=timestep, temperature_K=temperature_K, taut=tau)
     try:
         from ase.md.nose_hoover_chain import NoseHooverChainNVT
     except ImportError:  # pragma: no cover - older ase
         raise ParameterError(
             "md: integrator='nose_hoover' needs ase.md.nose_hoover_chain (ase >= 3.24); "
             "upgrade ase or use 'langevin' or 'berendsen'") from None
-    return NoseHooverChainNVT(atoms, timestep=timestep, temperature_K=settings.t_start,
+    return NoseHooverChainNVT(atoms, timestep=timestep, temperature_K=temperature_K,
                               tdamp=tau)
 
 
-def _set_target(dyn: Any, integrator: str, temperature_K: float) -> None:
-    if integrator in ("langevin", "berendsen"):
+def _set_target(dyn: Any, integrator: str, temperature_K: Optional[float]) -> None:
+    if temperature_K is not None and integrator in ("langevin", "berendsen"):
         dyn.set_temperature(temperature_K=temperature_K)
 
 
@@ -392,7 +396,7 @@ def _get_target(dyn: Any, settings: _MDSettings) -> float:
         return float(dyn.temp / units.kB)
     if settings.integrator == "berendsen":
         return float(dyn.get_temperature())
-    return float(settings.t_start)  # nose_hoover: constant, not exposed by ase
+    return float(settings.t_start or 0.0)  # nose_hoover: constant, not exposed by ase
 
 
 def _closer_than(atoms: Atoms, distance: float) -> bool:

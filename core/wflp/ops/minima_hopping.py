@@ -61,9 +61,18 @@ OUTCOMES = {
 }
 
 
+def _last_frame(path: str) -> Atoms:
+    """The last configuration of the trajectory file *path*."""
+    from ase.io import read
+
+    frame = read(path, index=-1)
+    assert isinstance(frame, Atoms)  # one index reads one configuration
+    return frame
+
+
 def _positive(name: str, value: Any, integral: bool = False) -> None:
     kind = Integral if integral else Real
-    if isinstance(value, bool) or not isinstance(value, kind) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, kind) or not float(value) > 0:
         what = "a whole number >= 1" if integral else "> 0"
         raise ParameterError(f"minima_hopping: {name} must be {what}, got {value!r}")
 
@@ -184,7 +193,6 @@ def minima_hopping(atoms: Atoms, calculator: Any, totalsteps: int = 10, T0: floa
     ase.optimize.minimahopping.MinimaHopping. workdir: root of the items' run folders.
     keep_files: keep each item's run folder after it succeeded.
     """
-    from ase.io import read
     from ase.optimize.minimahopping import MinimaHopping
 
     if rng is None:  # pragma: no cover - the parameter check requires a seed
@@ -218,8 +226,8 @@ def minima_hopping(atoms: Atoms, calculator: Any, totalsteps: int = 10, T0: floa
         try:
             SeededHopping(work, **settings)(totalsteps=int(totalsteps))
             outcomes = hop_outcomes(Path("hop.log").read_text())
-            minima = [read(f"qn{step:05d}.traj", index=-1)
-                      for step in range(int(totalsteps))]
+            minima: list[Atoms] = [_last_frame(f"qn{step:05d}.traj")
+                                   for step in range(int(totalsteps))]
             break
         except (OSError, StopIteration, ValueError) as err:
             if not resumed or attempt == 2:

@@ -66,7 +66,7 @@ def _check_prefix(where: str, prefix: Any) -> None:
 
 def _check_modes(params: dict, seed: Optional[int]) -> None:
     delta = params["delta"]
-    if isinstance(delta, bool) or not isinstance(delta, Real) or not 0 < delta < 0.5:
+    if isinstance(delta, bool) or not isinstance(delta, Real) or not 0 < float(delta) < 0.5:
         raise ParameterError(f"normal_modes: delta must be the finite-difference step in "
                              f"Angstrom, 0 < delta < 0.5 (typically 0.01), got {delta!r}")
     if params["nfree"] not in (2, 4) or isinstance(params["nfree"], bool):
@@ -153,7 +153,7 @@ def read_modes(atoms: Atoms, prefix: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_sample(params: dict, seed: Optional[int]) -> None:
     temp = params["temperature_K"]
-    if isinstance(temp, bool) or not isinstance(temp, Real) or not temp > 0:
+    if isinstance(temp, bool) or not isinstance(temp, Real) or not float(temp) > 0:
         raise ParameterError(f"sample_normal_modes: temperature_K must be > 0 (K), got "
                              f"{temp!r}")
     n = params["n_samples"]

@@ -215,7 +215,7 @@ class Describer:
         user_code = installed_code(cls.__module__) is None
         if isinstance(state, dict) and not _custom_pickling(cls) and (
                 user_code or _plain_data(state)):
-            desc = {"object": _qualname(obj)}
+            desc: dict[str, Any] = {"object": _qualname(obj)}
             if user_code:
                 desc["class"] = self.callable(cls, where, depth + 1)
             desc["state"] = self.describe(
@@ -270,7 +270,7 @@ class Describer:
         if inspect.ismethod(func):
             return {"method": self.callable(func.__func__, where, depth + 1),
                     "self": self.describe(func.__self__, f"{where}.__self__", depth + 1)}
-        target = inspect.unwrap(func) if not inspect.isclass(func) else func
+        target: Any = inspect.unwrap(func) if not inspect.isclass(func) else func
         module = getattr(target, "__module__", None)
         qualname = getattr(target, "__qualname__", None) or getattr(target, "__name__", None)
         desc: dict[str, Any] = {"callable": f"{module}.{qualname}"}

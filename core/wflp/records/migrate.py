@@ -86,7 +86,8 @@ def migrate_2_to_3(data: dict) -> tuple[dict, str]:
     sources: dict = {}
     programs: dict = {}
     changes = []
-    code = data.get("code") if isinstance(data.get("code"), dict) else {}
+    raw = data.get("code")
+    code: dict = raw if isinstance(raw, dict) else {}
     if data.get("kind") == "fit" and isinstance(code.get("provenance"), dict):
         programs["fitter.provenance"] = code.pop("provenance")
         changes.append("the fitter's program versions became facts")

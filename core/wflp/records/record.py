@@ -318,7 +318,8 @@ def inputs_entry(fingerprint: Any) -> dict:
 
 def _identity_checksum(data: dict) -> str:
     """The digest of a record document's identity, as written (paths relative)."""
-    inputs = data.get("inputs") if isinstance(data.get("inputs"), dict) else {}
+    raw = data.get("inputs")
+    inputs: dict = raw if isinstance(raw, dict) else {}
     doc = {key: data.get(key) for key in _IDENTITY_DOC}
     doc["inputs.sha256"] = inputs.get("sha256")
     return sha256_bytes(canonical_json(doc).encode())

@@ -220,18 +220,19 @@ class OutputStore:
         present = [f for f in self.files if f.exists()]
         if not present:
             return False
-        stored: list[Optional[Record]] = []
+        found: list[Optional[Record]] = []
         for f in present:
             try:
-                stored.append(read_record(record_path(f)))
+                found.append(read_record(record_path(f)))
             except RecordError:
                 if self.overwrite:
                     return False
                 raise
-        if any(s is None for s in stored):
+        stored = [s for s in found if s is not None]
+        if len(stored) < len(found):
             if self.overwrite:
                 return False
-            missing = [str(f) for f, s in zip(present, stored) if s is None]
+            missing = [str(f) for f, s in zip(present, found) if s is None]
             raise OutputError(
                 f"output file(s) {missing} already exist but have no wflp record, so wflp "
                 "cannot tell what made them; move them away, or pass overwrite=True "
