@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import wflp
 from click.testing import CliRunner
 from wflp.chain import _toml
 from wflp.cli import cli
+from wflp.plugins.compat import plugin_requirement
 from wflp.plugins.kinds import TABLE
-from wflp.scaffold import SCAFFOLD_KINDS, WFLP_REQUIREMENT, plugin_names, render
+from wflp.scaffold import SCAFFOLD_KINDS, plugin_names, render
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +44,11 @@ def test_new_plugin_writes_a_distribution(tmp_path):
         "wflp_my_calc/__init__.py", "wflp_my_calc/calculator.py"]
     meta = _toml().loads((root / "pyproject.toml").read_text())
     assert meta["project"]["name"] == "wflp-my-calc"
-    assert WFLP_REQUIREMENT in meta["project"]["dependencies"]
+    # the versions of this core's plugin interface, and the version read from one place
+    assert plugin_requirement(wflp.__version__) in meta["project"]["dependencies"]
+    assert meta["project"]["dynamic"] == ["version"] and "version" not in meta["project"]
+    assert meta["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "wflp_my_calc.__version__"}
     assert meta["project"]["entry-points"]["wflp"] == {"my_calc": "wflp_my_calc"}
     init = (root / "wflp_my_calc" / "__init__.py").read_text()
     assert "@hookimpl" in init and 'name="my_calc"' in init

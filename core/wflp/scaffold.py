@@ -22,7 +22,12 @@ from .errors import OutputError, ParameterError, PluginError
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-WFLP_REQUIREMENT = "wflp>=0.1,<0.2"
+def _wflp_requirement() -> str:
+    """The wflp versions a new plugin declares: those of the running core's interface."""
+    from . import __version__
+    from .plugins.compat import plugin_requirement
+
+    return plugin_requirement(__version__)
 
 
 @dataclasses.dataclass
@@ -112,7 +117,7 @@ def render(name: str, kind: str) -> dict[str, str]:
         "{{KIND}}": kind,
         "{{KIND1}}": kind[:-1],
         "{{REGISTERED}}": '["{{NAME}}"]' if BY_NAME[kind].named else "[]",
-        "{{WFLP_REQUIREMENT}}": WFLP_REQUIREMENT,
+        "{{WFLP_REQUIREMENT}}": _wflp_requirement(),
         "{{SUMMARY}}": example["summary"],
         "{{HOOK}}": example["hook"],
         "{{USAGE}}": example["usage"],
@@ -145,7 +150,7 @@ build-backend = "setuptools.build_meta"
 
 [project]
 name = "{{DIST}}"
-version = "0.1.0"
+dynamic = ["version"]  # from {{MODULE}}.__version__, its one place
 description = "wflp plugin: {{SUMMARY}}"
 readme = "README.md"
 requires-python = ">=3.9"
@@ -161,6 +166,9 @@ test = ["pytest>=7"]
 
 [tool.setuptools]
 packages = ["{{MODULE}}"]
+
+[tool.setuptools.dynamic]
+version = { attr = "{{MODULE}}.__version__" }
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
