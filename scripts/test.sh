@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Lint and test everything: set up .venv if needed, run ruff over the sources and mypy
-# over the core, then pytest over tests/ (the core) and each plugins/<name>/tests (one pytest
-# run per distribution, so same-named test files in two plugins cannot clash).
+# Lint and test everything: set up .venv if needed, run ruff over the sources, mypy over
+# the core and the strict documentation build (scripts/docs.sh), then pytest over tests/
+# (the core) and each plugins/<name>/tests (one pytest run per distribution, so same-named
+# test files in two plugins cannot clash).
 # Extra arguments go to every pytest run, e.g.  bash scripts/test.sh -m "not slow" -x
-# Exit status: 0 only if ruff and mypy are clean and every test run passed.
+# Exit status: 0 only if ruff and mypy are clean, the docs build and every test run passed.
 set -euo pipefail
 # shellcheck source=scripts/_bootstrap.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
@@ -27,6 +28,13 @@ fi
 echo "== mypy (core/wflp)"
 if ! python -m mypy; then
     echo "mypy found type errors in core/wflp (CONTRIBUTING.md, \"Typing and layering\")" >&2
+    status=1
+fi
+# the documentation site and the API reference from the docstrings, built strictly
+# (a broken link or cross-reference, a page not in the nav, an unreadable docstring)
+echo "== docs (scripts/docs.sh)"
+if ! bash scripts/docs.sh; then
+    echo "the documentation does not build (run: bash scripts/docs.sh)" >&2
     status=1
 fi
 
