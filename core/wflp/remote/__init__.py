@@ -93,6 +93,7 @@ class RemoteInfo:
         return self
 
     def timeout_seconds(self) -> Optional[float]:
+        """``timeout`` in seconds (None: wait without limit)."""
         from .config import parse_duration
 
         return float(parse_duration(self.timeout)) if self.timeout is not None else None
@@ -107,10 +108,12 @@ class Job:
 
     @property
     def id(self) -> int:
+        """The job's id in the job store (``wflp jobs`` shows it)."""
         return self._row.id
 
     @property
     def name(self) -> str:
+        """The job's unique name on its system."""
         return self._row.name
 
     @property
@@ -131,6 +134,8 @@ class Job:
         return self
 
     def wait(self, timeout: Any = None) -> Job:
+        """Wait until the job has finished, succeeded or not (RemoteTimeoutError after
+        *timeout*, "2h" or seconds); returns the job."""
         from .config import parse_duration
 
         seconds = parse_duration(timeout, "timeout") if timeout is not None else None
@@ -145,6 +150,7 @@ class Job:
         return self._jobs.result(self._row)
 
     def cancel(self) -> None:
+        """Cancel the job; ParameterError saying why if the scheduler cannot."""
         problems = self._jobs.cancel([self._row])
         if problems:
             raise ParameterError(f"job {self.id} cannot be cancelled: {problems[self.id]}")

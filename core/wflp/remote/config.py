@@ -122,6 +122,9 @@ class Resources:
 
     @classmethod
     def from_dict(cls, given: Optional[dict], where: str = "resources") -> Resources:
+        """Resources from a dict of the user's (``max_time="1h"``, ``max_memory="4G"``;
+        ``queue`` for partition); ParameterError naming *where* for an unknown key or a
+        bad value."""
         given = dict(given or {})
         known = {"num_cores", "num_nodes", "max_time", "max_memory", "partition", "queue"}
         unknown = sorted(set(given) - known)
@@ -150,6 +153,7 @@ class Resources:
         return cls(**out)
 
     def to_dict(self) -> dict:
+        """The resources as a plain dict (max_time in seconds, max_memory in MiB)."""
         return dataclasses.asdict(self)
 
 
@@ -157,6 +161,9 @@ class Resources:
 
 @dataclasses.dataclass(frozen=True)
 class Partition:
+    """A partition (queue) of a system and its limits: cores per node, max_time in
+    seconds, max_memory in MiB per node (None: not stated)."""
+
     name: str
     cores: Optional[int] = None         # cores per node
     max_time: Optional[int] = None      # seconds
@@ -187,6 +194,7 @@ class SystemConfig:
 
     @property
     def is_remote(self) -> bool:
+        """True if the system is reached over SSH (it has a host)."""
         return self.host is not None
 
     @property
@@ -211,6 +219,7 @@ class SystemConfig:
         return (user or None), hostname, port
 
     def partition(self, name: Optional[str]) -> Optional[Partition]:
+        """The partition called *name*; None if the system declares none by that name."""
         for p in self.partitions:
             if p.name == name:
                 return p
@@ -287,6 +296,8 @@ def config_candidates() -> list[Path]:
 
 
 def config_path() -> Optional[Path]:
+    """The systems file in use: the first of the candidates that exists, or None;
+    ConfigError if $WFLP_SYSTEMS names a file that does not exist."""
     for path in config_candidates():
         if path.is_file():
             return path

@@ -127,6 +127,8 @@ def scheduler_for(system: SystemConfig) -> Scheduler:
 
 
 def job_name(label: str, key: str) -> str:
+    """A job's unique name: *label* made safe for every scheduler, and the start of
+    its *key*."""
     return f"{sanitize_job_name(label, 36)}-{key[:10]}"
 
 
@@ -142,6 +144,7 @@ class JobManager:
 
     # -- systems ------------------------------------------------------------------------------
     def system(self, name: str) -> SystemConfig:
+        """The system called *name*, read from the systems file once."""
         if name not in self._systems:
             self._systems[name] = get_system(name)
         return self._systems[name]
@@ -374,6 +377,8 @@ class JobManager:
             time.sleep(min(waits + [1.0]) if waits else 0.2)
 
     def interval(self, system: SystemConfig) -> float:
+        """Seconds between status calls on *system*: its ``poll_interval``, else its
+        scheduler's default."""
         if system.poll_interval is not None:
             return float(system.poll_interval)
         return scheduler_for(system).default_poll_interval

@@ -38,6 +38,8 @@ FINAL_MARKERS = (SUCCEEDED, FAILED, TIMEOUT)
 
 
 def write_marker(folder: Path, name: str, data: Any = None) -> None:
+    """Write the marker file *name* (the time and *data*, as JSON) in a job's folder,
+    whole or not at all: the driver reads the job's progress from these."""
     tmp = folder / f".{name}.tmp-{os.getpid()}"
     tmp.write_text(json.dumps({"time": time.time(), **(data or {})}))
     os.replace(tmp, folder / name)
@@ -178,6 +180,8 @@ def _kill_if_alive(child: subprocess.Popen) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """``python -m wflp.remote.runner JOBDIR``: run the job's call under the runner's
+    limits (time, cores); the exit status is the job's."""
     parser = argparse.ArgumentParser(prog="python -m wflp.remote.runner",
                                      description="Run the call of a wflp job directory.")
     parser.add_argument("folder", type=Path)

@@ -51,6 +51,7 @@ class JobState(str, enum.Enum):
 
     @property
     def final(self) -> bool:
+        """True for a state a job never leaves (succeeded, failed, cancelled, ...)."""
         return self in FINAL_STATES
 
     def __str__(self) -> str:
@@ -83,6 +84,7 @@ class CommandResult:
     stderr: str
 
     def describe(self) -> str:
+        """The command and what it said, for error messages (the last 2000 characters)."""
         said = (self.stderr.strip() or self.stdout.strip() or "(no output)")[-2000:]
         return f"`{shlex.join(self.argv)}` exited with {self.returncode}: {said}"
 
@@ -222,6 +224,8 @@ class LocalScheduler(Scheduler):
     default_poll_interval = 0.5
 
     def submit_command(self, script: str, job: JobScript) -> list[str]:
+        """Start the script in its own session (``setsid``), detached, and print its
+        process id."""
         # setsid: the job has its own session, so it outlives the shell (and the SSH
         # connection) that started it, and cancelling can kill its whole process group
         inner = (f"cd {shlex.quote(job.directory)} && setsid sh {shlex.quote(script)} "
@@ -230,6 +234,7 @@ class LocalScheduler(Scheduler):
         return ["sh", "-c", inner]
 
     def parse_submit(self, result: CommandResult) -> str:
+        """The process id the submit command printed; SchedulerError if it printed none."""
         text = result.stdout.strip()
         if result.returncode != 0 or not text.isdigit():
             raise SchedulerError(f"the local scheduler could not start the job: "
@@ -237,9 +242,12 @@ class LocalScheduler(Scheduler):
         return text
 
     def status_command(self, ids: list[str]) -> Optional[list[str]]:
+        """``ps`` of the jobs' process ids."""
         return ["ps", "-o", "pid=,stat=", "-p", ",".join(ids)]
 
     def parse_status(self, result: CommandResult, ids: list[str]) -> dict[str, Status]:
+        """Jobs that ``ps`` lists (and not as zombies) are running; the others have
+        ended, and their markers say how."""
         out: dict[str, Status] = {}
         for line in result.stdout.splitlines():
             parts = line.split()
@@ -248,9 +256,11 @@ class LocalScheduler(Scheduler):
         return out
 
     def cancel_command(self, ids: list[str]) -> list[str]:
+        """``kill -TERM`` of each job's process group."""
         return ["kill", "-TERM", "--", *[f"-{i}" for i in ids]]  # each job's process group
 
     def parse_cancel(self, result: CommandResult, ids: list[str]) -> dict[str, str]:
+        """The jobs ``kill`` found no process for (they had ended)."""
         missing = {}
         for i in ids:
             if f"({i})" in result.stderr or f"-{i}" in result.stderr:
@@ -258,9 +268,11 @@ class LocalScheduler(Scheduler):
         return missing
 
     def find_command(self, name: str) -> Optional[list[str]]:
+        """``ps`` of every process, with its group and command line."""
         return ["ps", "-eo", "pid=,pgid=,args="]
 
     def parse_find(self, result: CommandResult, name: str) -> Optional[str]:
+        """The process id of the session leader running the job called *name*."""
         for line in result.stdout.splitlines():
             parts = line.split(None, 2)
             if len(parts) == 3 and "wflp.remote.runner" in parts[2] and name in parts[2] \
@@ -269,6 +281,8 @@ class LocalScheduler(Scheduler):
         return None
 
     def runner_options(self, job: JobScript, max_cores: Optional[int]) -> list[str]:
+        """Cores, the system's ``max_cores`` and ``max_time`` for the job runner, which
+        enforces them itself: no queueing system does it here."""
         opts = ["--cores", str(job.resources.num_cores)]
         if max_cores:
             opts += ["--max-cores", str(max_cores)]

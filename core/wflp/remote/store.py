@@ -91,6 +91,7 @@ class JobRow:
     attempts: int
 
     def to_dict(self) -> dict:
+        """The row as a plain dict (``wflp jobs --json``)."""
         return dataclasses.asdict(self)
 
 
@@ -147,6 +148,7 @@ class JobStore:
         self._db.execute("COMMIT")
 
     def close(self) -> None:
+        """Close the database connection."""
         self._db.close()
 
     # -- rows -------------------------------------------------------------------------------
@@ -165,6 +167,8 @@ class JobStore:
             return _row(row), True
 
     def update(self, job_id: int, **values: Any) -> None:
+        """Set the given columns of job *job_id*, in one transaction; ValueError for an
+        unknown column."""
         bad = set(values) - set(_COLUMNS)
         if bad:
             raise ValueError(f"unknown job columns {sorted(bad)}")
@@ -176,6 +180,7 @@ class JobStore:
                        [values[c] for c in columns] + [job_id])
 
     def get(self, job_id: int) -> Optional[JobRow]:
+        """The job with id *job_id*; None if there is none."""
         row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _row(row) if row is not None else None
 
@@ -188,11 +193,14 @@ class JobStore:
         return row
 
     def by_key(self, key: str) -> Optional[JobRow]:
+        """The job submitted for *key* (a digest of what it runs); None if there is none:
+        how a rerun finds the jobs it submitted before."""
         row = self._db.execute("SELECT * FROM jobs WHERE key = ?", (key,)).fetchone()
         return _row(row) if row is not None else None
 
     def select(self, *, states: Optional[list[str]] = None, system: Optional[str] = None,
                name: Optional[str] = None, ids: Optional[list[int]] = None) -> list[JobRow]:
+        """The jobs matching every filter given: states, system, part of the name, ids."""
         where: list[str] = []
         args: list[Any] = []
         if states:
@@ -211,6 +219,7 @@ class JobStore:
         return [_row(r) for r in self._db.execute(sql + " ORDER BY id", args).fetchall()]
 
     def delete(self, job_id: int) -> None:
+        """Remove job *job_id* from the store (its files are not touched)."""
         with self.transaction() as db:
             db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 

@@ -97,6 +97,7 @@ class LocalTransport(Transport):
     """This machine."""
 
     def run(self, argv: list[str], timeout: Optional[float] = None) -> CommandResult:
+        """Run *argv* here; a missing program is exit status 127, as in a shell."""
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                                   stdin=subprocess.DEVNULL)
@@ -108,37 +109,46 @@ class LocalTransport(Transport):
         return CommandResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
 
     def makedirs(self, path: str) -> None:
+        """Create *path* and its parents, private to the user (0700)."""
         os.makedirs(path, mode=0o700, exist_ok=True)
         os.chmod(path, 0o700)
 
     def put(self, local: Path, remote: str) -> None:
+        """Copy *local* to *remote* (nothing if they are the same file)."""
         if os.path.abspath(local) != os.path.abspath(remote):
             shutil.copyfile(local, remote)
 
     def get(self, remote: str, local: Path) -> None:
+        """Copy *remote* to *local* (nothing if they are the same file)."""
         if os.path.abspath(local) != os.path.abspath(remote):
             shutil.copyfile(remote, local)
 
     def read_bytes(self, remote: str) -> bytes:
+        """The content of the file *remote*."""
         with open(remote, "rb") as fd:
             return fd.read()
 
     def write_bytes(self, remote: str, data: bytes) -> None:
+        """Write *data* to *remote* through a temporary file, so it is never half-written."""
         tmp = f"{remote}.tmp-{os.getpid()}"
         with open(tmp, "wb") as fd:
             fd.write(data)
         os.replace(tmp, remote)
 
     def listdir(self, remote: str) -> list[str]:
+        """The names of the entries of the folder *remote*."""
         return os.listdir(remote)
 
     def exists(self, remote: str) -> bool:
+        """Whether *remote* exists."""
         return os.path.exists(remote)
 
     def remove_tree(self, remote: str) -> None:
+        """Remove *remote* and everything under it (nothing if it is gone)."""
         shutil.rmtree(remote, ignore_errors=True)
 
     def expand(self, path: str) -> str:
+        """*path* with ``~`` expanded, made absolute."""
         return os.path.abspath(os.path.expanduser(path))
 
 
@@ -279,6 +289,9 @@ class SSHTransport(Transport):
 
     # -- commands -------------------------------------------------------------------------------
     def run(self, argv: list[str], timeout: Optional[float] = None) -> CommandResult:
+        """Run *argv* on the host over SSH (quoted with ``shlex.join``); TransportError if
+        it cannot be reached or does not finish within *timeout* (default: the system's
+        ``command_timeout``)."""
         command = shlex.join(argv)
         limit = timeout or self.system.command_timeout
 
@@ -310,6 +323,7 @@ class SSHTransport(Transport):
 
     # -- files ----------------------------------------------------------------------------------
     def expand(self, path: str) -> str:
+        """*path* with a leading ``~`` replaced by the home folder on the host."""
         if path.startswith("~"):
             if self._home is None:
                 self._home = self._retrying("finding the home folder",
@@ -318,6 +332,7 @@ class SSHTransport(Transport):
         return path
 
     def makedirs(self, path: str) -> None:
+        """Create *path* and its parents on the host over SFTP, private to the user (0700)."""
         def action():
             sftp = self._sftp_ok()
             parts = path.rstrip("/").split("/")
@@ -335,12 +350,15 @@ class SSHTransport(Transport):
         self._retrying("creating a folder", action)
 
     def put(self, local: Path, remote: str) -> None:
+        """Copy the local file *local* to *remote* on the host over SFTP."""
         self._retrying("sending a file", lambda: self._sftp_ok().put(str(local), remote))
 
     def get(self, remote: str, local: Path) -> None:
+        """Copy *remote* on the host to the local file *local* over SFTP."""
         self._retrying("fetching a file", lambda: self._sftp_ok().get(remote, str(local)))
 
     def read_bytes(self, remote: str) -> bytes:
+        """The content of the file *remote* on the host."""
         def action():
             with self._sftp_ok().open(remote, "rb") as fd:
                 return fd.read()
@@ -348,6 +366,8 @@ class SSHTransport(Transport):
         return self._retrying("reading a file", action)
 
     def write_bytes(self, remote: str, data: bytes) -> None:
+        """Write *data* to *remote* on the host through a temporary file and a rename, so
+        it is never half-written."""
         def action():
             sftp = self._sftp_ok()
             tmp = f"{remote}.tmp-{os.getpid()}"
@@ -358,9 +378,11 @@ class SSHTransport(Transport):
         self._retrying("writing a file", action)
 
     def listdir(self, remote: str) -> list[str]:
+        """The names of the entries of the folder *remote* on the host."""
         return self._retrying("listing a folder", lambda: self._sftp_ok().listdir(remote))
 
     def exists(self, remote: str) -> bool:
+        """Whether *remote* exists on the host."""
         def action():
             try:
                 self._sftp_ok().stat(remote)
@@ -371,6 +393,7 @@ class SSHTransport(Transport):
         return self._retrying("checking a file", action)
 
     def remove_tree(self, remote: str) -> None:
+        """Remove *remote* and everything under it on the host (nothing if it is gone)."""
         def walk(sftp, path):
             for entry in sftp.listdir_attr(path):
                 child = f"{path}/{entry.filename}"
@@ -405,6 +428,7 @@ class SSHTransport(Transport):
         return out
 
     def close(self) -> None:
+        """Close the SSH connection (the next call opens a new one)."""
         with self._lock:
             self._reset()
 
@@ -424,6 +448,7 @@ def transport_for(system: SystemConfig) -> Transport:
 
 
 def close_transports() -> None:
+    """Close every transport this process opened (their SSH connections)."""
     with _transports_lock:
         for t in _transports.values():
             t.close()
