@@ -83,6 +83,7 @@ _logged_opaque: set = set()
 
 
 def sha256_bytes(data: bytes) -> str:
+    """The SHA-256 hex digest of *data*."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -121,6 +122,9 @@ class Describer:
 
     # -- entry point ------------------------------------------------------------------------
     def describe(self, obj: Any, where: str = "", depth: int = 0) -> Any:
+        """A canonical, JSON-ready description of *obj*: plain values as they are,
+        containers item by item, functions, calculators and modules by their code; what
+        cannot be described by content is noted (``opaque``) with *where* it was found."""
         kind = type(obj)
         if obj is None or kind is bool or kind is str or kind is int:
             return obj
@@ -244,6 +248,8 @@ class Describer:
 
     # -- modules and code -------------------------------------------------------------------
     def module(self, mod: types.ModuleType) -> dict:
+        """A module by its installed distribution and version; the digest of its source
+        too when it is not installed from a wheel (editable, or a script's own module)."""
         name = mod.__name__
         code = installed_code(name)
         desc: dict[str, Any] = {"module": name, **self._installed(code or {})}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 
 def sha256_file(path: os.PathLike | str, block: int = 1 << 20) -> str:
+    """The SHA-256 hex digest of the file at *path*, read in blocks of *block* bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as fd:
         while True:
@@ -83,6 +84,8 @@ class InputFingerprint:
         self.plain_items: Optional[list] = []  # in-memory inputs that are plain values
 
     def add_file(self, path: Path, format: str, read_kwargs: dict) -> None:
+        """Add an input file by its content digest; InputError if it cannot be read or
+        changed while it was read."""
         try:
             before = file_identity(path)
             digest = sha256_file(path)
@@ -104,6 +107,8 @@ class InputFingerprint:
         self.count = None
 
     def add_item(self, loc: tuple, item: Any) -> None:
+        """Add one in-memory input at *loc*: Atoms by their arrays, cell, pbc, info,
+        constraints and calculated results; anything else by its canonical description."""
         if self.count is not None:
             self.count += 1
         if self.plain_items is not None:  # e.g. SMILES strings: lineage shows them
@@ -118,12 +123,15 @@ class InputFingerprint:
             self._h.update(canonical_json(canonical(item)).encode())
 
     def open_group(self) -> None:
+        """Start a nested group of inputs (so that nesting changes the fingerprint)."""
         self._h.update(b"[")
 
     def close_group(self) -> None:
+        """End the group opened last."""
         self._h.update(b"]")
 
     def hexdigest(self) -> str:
+        """The fingerprint of everything added so far."""
         return self._h.hexdigest()
 
     def file_paths(self) -> list[Path]:

@@ -111,6 +111,7 @@ def host_info() -> dict:
 
 
 def distribution_version(name: str) -> Optional[str]:
+    """The installed version of the distribution *name*; None if it is not installed."""
     try:
         return _metadata.version(name)
     except _metadata.PackageNotFoundError:

@@ -119,6 +119,7 @@ class OutputStatus:
 
     @property
     def problem(self) -> bool:
+        """True unless the output is ``ok``."""
         return self.state != "ok"
 
 

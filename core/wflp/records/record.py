@@ -44,10 +44,12 @@ def record_path(output: os.PathLike | str) -> Path:
 
 
 def now_iso() -> str:
+    """The current UTC time in ISO 8601, to the second (records' timestamps)."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def parameters_digest(params: Any) -> str:
+    """The SHA-256 digest of the canonical JSON of *params*."""
     return sha256_bytes(canonical_json(params).encode())
 
 
@@ -130,6 +132,7 @@ class Record:
                 "output": self.output, "engine": self.engine}
 
     def identity_digest(self) -> str:
+        """The digest of ``identity()``, the fields that decide reuse."""
         return sha256_bytes(canonical_json(self.identity()).encode())
 
     def differences(self, new: Record, strict: bool = False) -> dict[str, tuple[Any, Any]]:
@@ -404,6 +407,8 @@ def read_record(path: os.PathLike | str) -> Optional[Record]:
 
 
 def mismatch_error(where: str, diff: dict, outputs: list) -> RecordMismatchError:
+    """The error for an output made by a different computation: what differs (*diff*:
+    {field: (old, new)}) and how to recompute it."""
     shown = "; ".join(f"{k}: {_short(old)} -> {_short(new)}" for k, (old, new) in diff.items())
     names = ", ".join(str(o) for o in outputs)
     return RecordMismatchError(

@@ -51,6 +51,7 @@ IF_LOCKED = ("wait", "fail")
 
 
 def lock_path(output: Path) -> Path:
+    """The lock file of an output: ``.<name>.wflp-lock`` beside it."""
     return output.with_name(f".{output.name}{LOCK_SUFFIX}")
 
 
@@ -88,6 +89,8 @@ class OutputLock:
         self.fd: Optional[int] = None
 
     def acquire(self) -> None:
+        """Take the lock; if another run holds it, wait for it (``if_locked="wait"``) or
+        raise OutputError naming the holder (``"fail"``)."""
         import fcntl
 
         try:
@@ -128,6 +131,7 @@ class OutputLock:
             return
 
     def release(self) -> None:
+        """Remove the lock file and unlock (nothing if not held)."""
         import fcntl
 
         if self.fd is None:
