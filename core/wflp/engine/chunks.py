@@ -70,6 +70,7 @@ class ChunkTask:
 
     @property
     def end(self) -> int:
+        """One past the position of the chunk's last item."""
         return self.start + len(self.items)
 
 
@@ -90,6 +91,7 @@ class ChunkResult:
 
     @property
     def end(self) -> int:
+        """One past the position of the chunk's last item."""
         return self.start + len(self.locs)
 
 
@@ -104,10 +106,14 @@ class ChunkSizer:
         self.seconds = 0.0
 
     def observe(self, n_items: int, seconds: float) -> None:
+        """Count *n_items* finished in *seconds*, which guide the next sizes."""
         self.items_timed += n_items
         self.seconds += seconds
 
     def size(self, next_index: int) -> int:
+        """The size of the chunk starting at *next_index*: the fixed size if set, else
+        about CHUNK_SECONDS of measured work, smaller near the end so the processes finish
+        together."""
         if self.fixed:
             return self.fixed
         limit = MAX_CHUNK

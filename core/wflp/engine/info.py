@@ -16,7 +16,8 @@ class RemoteSettings(Protocol):
     """What the engine needs of ``AutoparaInfo.remote_info`` (a ``wflp.RemoteInfo``, from
     the remote layer above): a checked copy of itself, or a ParameterError."""
 
-    def checked(self) -> Any: ...
+    def checked(self) -> Any:
+        """A checked copy of the settings; ParameterError if one is wrong."""
 
 ENV_NUM_PROCESSES = "WFLP_NUM_PYTHON_SUBPROCESSES"
 ENV_PROGRESS = "WFLP_PROGRESS"
@@ -127,6 +128,8 @@ class AutoparaInfo:
         return dataclasses.replace(self, num_python_subprocesses=int(nproc), reuse=reuse)
 
     def show_progress(self) -> bool:
+        """Whether to show a progress bar: ``progress`` if set, else not when $WFLP_PROGRESS
+        says off, else only on a terminal."""
         if self.progress is not None:
             return self.progress
         if os.environ.get(ENV_PROGRESS, "").strip() in ("0", "false", "no", "off"):

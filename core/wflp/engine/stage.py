@@ -80,6 +80,8 @@ class ChunkTarget:
 
 
 def chunk_name(token: str, group: int, start: int, end: int, digest: str) -> str:
+    """The file name of one chunk: token, group, item range and a content digest,
+    zero-padded so that names sort in input order."""
     return f"c-{token}-{group:06d}-{start:012d}-{end:012d}-{digest[:16]}.xyz"
 
 
@@ -146,6 +148,7 @@ class Stage:
 
     @staticmethod
     def folder_for(first_output: Path) -> Path:
+        """The stage folder of an output: ``.<name>.wflp-partial`` beside its first file."""
         first = Path(os.path.abspath(first_output))
         return first.with_name(f".{first.name}{STAGE_SUFFIX}")
 
@@ -233,6 +236,7 @@ class Stage:
         return out
 
     def target(self, group: int, start: int, end: int) -> ChunkTarget:
+        """Where a worker writes the chunk of items [*start*, *end*) of *group*."""
         return ChunkTarget(str(self.folder), self.token, group, start, end)
 
     def adopt(self, path: os.PathLike | str) -> ChunkFile:

@@ -349,6 +349,8 @@ class WorkerSlots:
         return None
 
     def registered(self, pid: int) -> bool:
+        """Whether the worker *pid* has taken a slot: False for one that died before it
+        started."""
         return any(self.array[2 * i] == pid for i in range(self.n))
 
 

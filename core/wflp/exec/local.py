@@ -25,6 +25,7 @@ class SerialExecutor(Executor):
     shares_files = True
 
     def map_chunks(self, tasks: Iterator[ChunkTask], info: Any) -> Iterator[ChunkResult]:
+        """Run each chunk here, one after another, in order."""
         for task in tasks:
             yield run_chunk(task)
 
@@ -45,6 +46,8 @@ class WorkerPool:
         self.pid: Optional[int] = None
 
     def get(self, nproc: int, threads: int) -> Any:
+        """The pool of *nproc* workers with *threads* threads each: the running one if it
+        matches (and this process made it), else a new one."""
         key = (nproc, threads)
         if self._pool is not None and self._key == key and self.pid == os.getpid() \
                 and not getattr(self._pool, "_broken", False):
@@ -65,6 +68,7 @@ class WorkerPool:
         return self._pool
 
     def worker_pids(self) -> set[int]:
+        """The process ids of the pool's workers."""
         return set(self._processes())
 
     def _processes(self) -> dict:
@@ -115,6 +119,7 @@ class WorkerPool:
         self._key = None
 
     def shutdown(self) -> None:
+        """Stop the workers and forget the pool (only in the process that made it)."""
         if self._pool is not None:
             if self.pid == os.getpid():
                 for proc in self._processes().values():
@@ -157,6 +162,9 @@ class PoolExecutor(Executor):
     shares_files = True  # input frames go to workers as FrameRefs; workers write chunk files
 
     def map_chunks(self, tasks: Iterator[ChunkTask], info: Any) -> Iterator[ChunkResult]:
+        """Run the chunks in the worker pool, yielding each as it finishes; at most two
+        per worker are in flight, so the input is not read far ahead. A worker that dies is
+        an OperationError naming its chunk; finished chunks are kept for a rerun."""
         from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 

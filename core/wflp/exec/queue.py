@@ -59,6 +59,9 @@ class QueueExecutor(Executor):
         return self._remote(info).num_inputs_per_queued_job
 
     def map_chunks(self, tasks: Iterator[ChunkTask], info: Any) -> Iterator[ChunkResult]:
+        """Submit each chunk as a queued job (a job already known is not submitted again),
+        then wait and yield each job's chunk as it finishes; JobsPending without waiting when
+        ``wait_for_results`` is False."""
         from ..engine.batch import run_batch
         from ..records import canonical_json, sha256_bytes
         from ..remote import manager
