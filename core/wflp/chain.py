@@ -168,6 +168,7 @@ class ChainResult:
 
     @property
     def outputs(self):
+        """The last step's output file, as a ConfigSet."""
         from .configset import ConfigSet
 
         return ConfigSet(str(self.steps[-1].output))

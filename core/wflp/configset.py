@@ -209,6 +209,8 @@ class FileGroup:
 
 
 def missing_file_message(path: PathLike) -> str:
+    """The error for an input file that does not exist: where relative paths are taken
+    from, and ``ConfigSet.from_items`` for strings that are items, not file names."""
     return (
         f"input file {str(path)!r} does not exist; check the path (relative paths are taken "
         f"from the current directory {os.getcwd()!r}); if these strings are items rather "
@@ -327,6 +329,7 @@ class ConfigSet:
 
     @property
     def is_in_memory(self) -> bool:
+        """True if the configurations are held in memory, not read from files."""
         return not self.files
 
     def __len__(self) -> int:
@@ -505,6 +508,7 @@ class OutputSpec:
 
     @property
     def is_in_memory(self) -> bool:
+        """True if results are kept in memory (no file names given)."""
         return not self.files
 
     def check_fits(self, inputs: ConfigSet) -> None:
@@ -563,6 +567,7 @@ class MemoryCollector:
         self.root: list = []
 
     def add(self, loc: tuple[int, ...], results: list) -> None:
+        """Put the *results* of the input at *loc* in place, nested as that input was."""
         if self._flat or self._single_file:
             self.root.extend(results)
             return
@@ -576,4 +581,5 @@ class MemoryCollector:
         container.extend(results)
 
     def result_set(self) -> ConfigSet:
+        """The results collected so far, as a ConfigSet with the input's nesting."""
         return ConfigSet._from_root(self.root)

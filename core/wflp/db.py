@@ -214,6 +214,7 @@ class CollectReport:
     rows: int = 0
 
     def summary(self) -> str:
+        """One line saying what the collection did (what ``wflp db collect`` prints)."""
         return (f"{len(self.collected)} output(s) collected ({len(self.replaced)} replacing "
                 f"changed ones), {len(self.unchanged)} unchanged, {len(self.left_out)} left "
                 f"out; {self.rows} rows written")

@@ -359,6 +359,7 @@ class ErrorReport:
         return json.loads(json.dumps(self.data))
 
     def to_json(self, indent: int = 2) -> str:
+        """``data`` as indented JSON text (what ``wflp errors --json`` prints)."""
         return json.dumps(self.data, indent=indent)
 
     def table(self, title: Optional[str] = None) -> str:

@@ -402,6 +402,8 @@ def _check_kind(key: str, value: Any, default: Any, what: str) -> None:
 
 
 def known_properties() -> list[str]:
+    """Every property name ASE's calculators know
+    (``ase.calculators.calculator.all_properties``)."""
     from ase.calculators.calculator import all_properties
 
     return list(all_properties)

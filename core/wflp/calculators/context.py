@@ -23,16 +23,20 @@ class RunPlace(Protocol):
     """
 
     @property
-    def operation(self) -> str: ...
+    def operation(self) -> str:
+        """The running operation's name."""
 
     @property
-    def outputs(self) -> Sequence[str]: ...
+    def outputs(self) -> Sequence[str]:
+        """Absolute paths of the operation's output files (empty when it writes to memory)."""
 
     @property
-    def stage(self) -> Optional[str]: ...
+    def stage(self) -> Optional[str]:
+        """The output's stage folder (None when it writes to memory)."""
 
     @property
-    def run_id(self) -> str: ...
+    def run_id(self) -> str:
+        """A token shared by every worker of one run of the driver."""
 
 
 PlaceGetter = Callable[[], Optional[RunPlace]]

@@ -378,6 +378,8 @@ class GenericFileCalculator(FileCalculator):
 
     def make_calculator(self, atoms: Any, properties: list[str], workdir: Path,
                         command: str) -> Any:
+        """``factory(*args, directory=workdir, **kwargs)``, with ``command`` passed on only
+        when it was given."""
         kwargs = dict(self.parameters)
         if self._given_command is not None:
             kwargs["command"] = command

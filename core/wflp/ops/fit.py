@@ -109,6 +109,7 @@ class OutputModel:
 
     @property
     def path(self) -> Path:
+        """The model folder, as an absolute path."""
         return Path(os.path.abspath(os.fspath(self.directory)))
 
 
@@ -127,6 +128,7 @@ class FittedModel:
 
     @property
     def main_file(self) -> Path:
+        """The path of the model's main file."""
         return self.directory / self.main
 
     @property

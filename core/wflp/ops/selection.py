@@ -507,6 +507,8 @@ class WorkFolder:
         return None
 
     def save(self, record: Any, chosen: list[int]) -> None:
+        """Keep the positions *chosen* for *record*, so that an interrupted run does not
+        choose again."""
         from ..records import output_error, write_json_atomic
 
         try:
@@ -519,9 +521,11 @@ class WorkFolder:
             raise output_error("create the work folder", self.folder, err) from None
 
     def output_files(self, finals: list) -> list[Path]:
+        """Where the write pass puts each output before it is moved into place."""
         return [self.folder / f"{i}-{Path(f).name}" for i, f in enumerate(finals)]
 
     def remove(self) -> None:
+        """Remove the work folder (once the outputs are in place)."""
         if self.folder.is_dir() and not self.folder.is_symlink():
             shutil.rmtree(self.folder, ignore_errors=True)
         else:

@@ -11,6 +11,7 @@ from .types import CalculatorSpec, ExecutorSpec, GeneratorSpec, SchedulerSpec, S
 
 @hookimpl
 def wflp_calculators() -> list[CalculatorSpec]:
+    """The ASE calculators wflp registers itself: ``emt`` and ``lj``."""
     return [
         CalculatorSpec(
             name="emt", summary="Effective medium theory (ASE), for Al Cu Ag Au Ni Pd Pt, H C N O",
@@ -27,6 +28,8 @@ def wflp_calculators() -> list[CalculatorSpec]:
 
 @hookimpl
 def wflp_generators() -> list[GeneratorSpec]:
+    """The built-in operations that make configurations (md, optimize, isolated atoms,
+    normal modes, ...)."""
     return [
         GeneratorSpec(name="md", summary="molecular dynamics trajectories (ASE integrators)",
                       operation="wflp.ops:md"),
@@ -57,6 +60,7 @@ def wflp_generators() -> list[GeneratorSpec]:
 
 @hookimpl
 def wflp_selectors() -> list[SelectorSpec]:
+    """The built-in selectors (by bool, by index, CUR, FPS, flat histogram, ...)."""
     return [
         SelectorSpec(name="select_by_bool", summary="keep items for which a function is true",
                      operation="wflp.ops:select_by_bool"),
@@ -80,6 +84,7 @@ def wflp_selectors() -> list[SelectorSpec]:
 
 @hookimpl
 def wflp_executors() -> list[ExecutorSpec]:
+    """The built-in executors: ``serial``, ``pool`` and ``queue``."""
     return [
         ExecutorSpec(name="serial", summary="chunks one after another in this process",
                      factory="wflp.exec.local:SerialExecutor"),
@@ -93,6 +98,7 @@ def wflp_executors() -> list[ExecutorSpec]:
 
 @hookimpl
 def wflp_schedulers() -> list[SchedulerSpec]:
+    """The built-in ``local`` scheduler: jobs as background processes."""
     return [
         SchedulerSpec(name="local", summary="jobs as background processes on the system, "
                                             "no queueing system needed",

@@ -56,6 +56,7 @@ class Version(NamedTuple):
 
     @property
     def is_prerelease(self) -> bool:
+        """True for an alpha, beta, release candidate or development release."""
         return self.pre is not None or self.dev is not None
 
     def key(self) -> tuple:
@@ -76,9 +77,11 @@ class Version(NamedTuple):
         return (self.epoch, release, pre, post, dev, local)
 
     def public(self) -> Version:
+        """The version without its local part (``1.0+cpu`` -> ``1.0``)."""
         return self._replace(local=None)
 
     def base(self) -> Version:
+        """The release alone: no pre-, post-, development or local part."""
         return Version(self.epoch, self.release, None, None, None, None)
 
 

@@ -140,6 +140,7 @@ class PluginRecord:
         return f"plugin {self.plugin!r} (registered in code)"
 
     def to_dict(self) -> dict:
+        """The record as a plain dict (``wflp list-plugins --json``)."""
         return dataclasses.asdict(self)
 
 
@@ -185,10 +186,13 @@ class WflpPluginManager:
     # settings ---------------------------------------------------------------------------
     @property
     def strict(self) -> bool:
+        """Whether a failing plugin raises: as given, else $WFLP_STRICT_PLUGINS."""
         return _env_strict() if self._strict is None else bool(self._strict)
 
     @property
     def allowlist(self) -> Optional[frozenset]:
+        """The entry-point or distribution names allowed to load (None: all); as given,
+        else $WFLP_LOAD_PLUGINS."""
         if self._allow is _FROM_ENV:
             return _env_allowlist()
         if self._allow is None:
