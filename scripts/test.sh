@@ -55,14 +55,29 @@ if [[ ${#test_roots[@]} -eq 0 ]]; then
     exit 1
 fi
 
+# The core's tests are independent of each other (each has its own tmp_path and job
+# store), so with pytest-xdist they run in two processes, a test file per process at a
+# time; WFLP_TEST_WORKERS=0 runs them in one. Plugin suites stay serial: the scheduler
+# suites share one Slurm / Grid Engine.
+parallel=()
+workers="${WFLP_TEST_WORKERS:-2}"
+timings=()
+
 reports="$(mktemp -d)"
 trap 'rm -rf "${reports}"' EXIT
 i=0
 for root in "${test_roots[@]}"; do
     i=$((i + 1))
+    parallel=()
+    if [[ "${root}" == "tests" && "${workers}" != "0" ]] && python -c "import xdist" 2>/dev/null; then
+        parallel=(-n "${workers}" --dist loadfile)
+    fi
     echo "== pytest ${root}"
     rc=0
-    python -m pytest "${root}" --junitxml="${reports}/${i}.xml" "$@" || rc=$?
+    suite_start=$(date +%s)
+    python -m pytest "${root}" --junitxml="${reports}/${i}.xml" --durations=8 \
+        "${parallel[@]}" "$@" || rc=$?
+    timings+=("$(( $(date +%s) - suite_start )) s  ${root}")
     if [[ ${rc} -ne 0 && ${rc} -ne 1 && ${rc} -ne 5 ]]; then
         echo "error: pytest ${root} stopped before or while running tests (exit ${rc})" >&2
         status=1
@@ -78,6 +93,9 @@ for root in "${test_roots[@]}"; do
         status=1
     fi
 done
+
+echo "== time per test run (slowest first)"
+printf '%s\n' "${timings[@]}" | sort -rn
 
 # One closing line over all runs.
 python - "${reports}" <<'PY'
