@@ -118,6 +118,21 @@ def test_fit_predicts_held_out_cells_and_is_reused(tmp_path, counted_gap_fit):
                                    model.main_file.read_text())))
     assert len(sparse) == 2 and names == sorted(["gap.xml", "gap_fit.out", "record.json",
                                                  *sparse])
+    # wflp browse shows the model's panel from gap.xml: a row per descriptor, with the
+    # sparse points asked for, and the file it was fitted to (no absolute path)
+    from wflp.plugins import get_plugin_manager
+    from wflp.records import query
+
+    given = dict(get_plugin_manager().call_each(
+        "wflp_panels", output=model.directory, record=query.status(model.directory).record))
+    (panel,) = given["wflp-gap"] if "wflp-gap" in given else given["gap"]
+    assert panel["title"] == "GAP model"
+    assert [row[0].split()[0] for row in panel["table"][1:]] == ["distance_2b", "soap"]
+    assert [row[1] for row in panel["table"][1:]] == ["10", "40"]
+    assert "gap.xml (" in panel["text"] and str(tmp_path) not in panel["text"]
+    # and only for GAP folders: nothing for a file or a missing record
+    assert dict(get_plugin_manager().call_each("wflp_panels", output=model.main_file,
+                                               record=None)).get("wflp-gap", []) == []
     # evaluated in two worker processes, each building its own quippy Potential
     out = calculate(test, OutputSpec(tmp_path / "test.gap.xyz"), calculator=model.calculator,
                     prefix="gap_", autopara_info=AutoparaInfo(num_python_subprocesses=2))

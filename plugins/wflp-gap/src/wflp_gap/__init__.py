@@ -8,6 +8,8 @@ gap_fit runs as its own process.
 
 from __future__ import annotations
 
+from typing import Any
+
 from wflp import CalculatorSpec, FitterSpec, hookimpl
 
 __version__ = "0.1.0"
@@ -28,3 +30,15 @@ def wflp_calculators() -> list[CalculatorSpec]:
                            factory="wflp_gap.calculator:gap_calculator",
                            properties=("energy", "free_energy", "forces", "stress"),
                            picklable=False)]
+
+
+@hookimpl
+def wflp_panels(output: Any, record: Any) -> list:
+    """The model panel of a GAP folder in ``wflp browse``: descriptors, sparse points,
+    isolated-atom energies, training files (read from gap.xml; no quippy needed)."""
+    from pathlib import Path
+
+    from .panel import model_panels
+
+    folder = Path(output)
+    return model_panels(folder, record) if folder.is_dir() else []
