@@ -4,7 +4,7 @@
 # page missing from the nav, or a docstring griffe cannot read fails it.
 #
 #   bash scripts/docs.sh                      # check: build into a temporary folder, removed
-#   WFLP_DOCS_SITE=site bash scripts/docs.sh  # keep the site there (open site/index.html)
+#   WFLP_DOCS_SITE=site bash scripts/docs.sh  # keep the site in ./site (open site/index.html)
 #   mkdocs serve                              # browse while editing (http://127.0.0.1:8000)
 #
 # Sets up .venv like the other scripts, and installs the `docs` extra of pyproject.toml
@@ -13,6 +13,15 @@
 set -euo pipefail
 # shellcheck source=scripts/_bootstrap.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
+# a site folder given relative to where the script was called from
+site="${WFLP_DOCS_SITE:+$(realpath -m -- "${WFLP_DOCS_SITE}")}"
+# mkdocs empties the site folder first: never one that holds something else
+if [[ -n "${site}" && -d "${site}" && -n "$(ls -A -- "${site}")" \
+        && ! -f "${site}/sitemap.xml" ]]; then
+    echo "error: WFLP_DOCS_SITE=${WFLP_DOCS_SITE} is a folder with other files in it, which" \
+         "the build would delete; name a new folder, or one an earlier build made" >&2
+    exit 2
+fi
 wflp_bootstrap
 cd "${WFLP_ROOT}"
 
@@ -43,9 +52,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     python -m pip install --quiet "${missing[@]}"
 fi
 
-if [[ -n "${WFLP_DOCS_SITE:-}" ]]; then
-    site="${WFLP_DOCS_SITE}"
-else
+if [[ -z "${site}" ]]; then
     site="$(mktemp -d)"
     trap 'rm -rf "${site}"' EXIT
 fi
