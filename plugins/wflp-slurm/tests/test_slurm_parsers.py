@@ -5,12 +5,10 @@ state code, "CANCELLED by 0", exit codes with signals, held and suspended jobs."
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from wflp.plugins import get_scheduler
 from wflp.remote.config import Resources
 from wflp.remote.scheduler import CommandResult, JobScript, JobState, SchedulerError, Status
+from wflp.testing_scheduler import DialectContract
 from wflp_slurm.scheduler import STATES, SlurmScheduler
 
 
@@ -27,10 +25,6 @@ def job(**resources):
 
 
 S = SlurmScheduler()
-
-
-def test_the_plugin_registers_the_dialect():
-    assert isinstance(get_scheduler("slurm").load()(), SlurmScheduler)
 
 
 def test_header_from_resources_then_the_systems_own_lines():
@@ -67,30 +61,6 @@ def test_odd_paths_are_quoted_in_the_header_and_exact_on_the_command_line():
 def test_a_partition_that_could_break_the_script_is_refused():
     with pytest.raises(SchedulerError, match="partition 'std\\\\n#SBATCH --x'"):
         S.header(job(partition="std\n#SBATCH --x"))
-
-
-@pytest.mark.parametrize("stdout,expected", [("16\n", "16"), ("16;cluster2\n", "16"),
-                                             ("sbatch: note\n1234\n", "1234")])
-def test_submit_output(stdout, expected):
-    assert S.parse_submit(result(stdout)) == expected
-
-
-@pytest.mark.parametrize("stdout,stderr,code", [
-    ("", "sbatch: error: Batch job submission failed: Invalid partition name specified", 1),
-    ("Submitted batch job 16\n", "", 0),   # not --parsable output
-    ("", "", 0),
-])
-def test_submit_output_that_is_not_a_job_id_quotes_slurm(stdout, stderr, code):
-    said = (stderr or stdout.strip() or "(no output)")
-    with pytest.raises(SchedulerError, match="sbatch did not print a job id: `sbatch` exited "
-                                             f"with {code}: " + re.escape(said)):
-        S.parse_submit(result(stdout, stderr, code, argv=("sbatch",)))
-
-
-def test_one_squeue_for_all_jobs_and_a_single_id_twice():
-    assert S.status_command(["12", "13", "14"]) == [
-        "squeue", "-h", "-t", "all", "-j", "12,13,14", "-o", "%i|%F|%T|%r"]
-    assert S.status_command(["12"])[5] == "12,12"  # squeue exits 1 for one purged id
 
 
 SQUEUE = """\
@@ -146,17 +116,6 @@ def test_array_tasks_one_by_one_and_as_a_whole():
     assert pending["16"].state == JobState.QUEUED
 
 
-def test_every_slurm_state_has_a_common_state():
-    # squeue(1) JOB STATE CODES, long and short
-    codes = ("BOOT_FAIL BF CANCELLED CA COMPLETED CD CONFIGURING CF COMPLETING CG DEADLINE DL "
-             "FAILED F NODE_FAIL NF OUT_OF_MEMORY OOM PENDING PD PREEMPTED PR RUNNING R "
-             "RESV_DEL_HOLD RD REQUEUE_FED RF REQUEUE_HOLD RH REQUEUED RQ RESIZING RS "
-             "REVOKED RV SIGNALING SI SPECIAL_EXIT SE STAGE_OUT SO STOPPED ST SUSPENDED S "
-             "TIMEOUT TO").split()
-    assert set(codes) <= set(STATES)
-    assert all(STATES[c] != JobState.UNKNOWN for c in codes)
-
-
 def test_squeue_failures():
     assert S.parse_status(result("", "slurm_load_jobs error: Invalid job id specified", 1),
                           ["12"]) == {}
@@ -182,8 +141,6 @@ SACCT = """\
 
 
 def test_sacct_lines():
-    assert S.accounting_command(["40", "41"]) == [
-        "sacct", "-X", "-n", "-P", "-j", "40,41", "-o", "JobID,State,ExitCode"]
     ids = [str(i) for i in range(40, 48)] + ["16"]
     got = S.parse_accounting(result(SACCT), ids)
     assert got["40"] == Status(JobState.SUCCEEDED, "COMPLETED", 0)
@@ -227,24 +184,52 @@ def test_explaining_a_failure_by_its_stderr():
     assert not any(s.explain for s in got.values())
 
 
-def test_cancel_reports_what_slurm_could_not_cancel():
-    assert S.cancel_command(["12", "13"]) == ["scancel", "-v", "12", "13"]
-    said = ("scancel: Terminating job 12\nscancel: Terminating job 13\nscancel: Terminating "
-            "job 14\nscancel: error: Kill job error on job id 13: Job/step already completing "
-            "or completed\nscancel: error: Kill job error on job id 14: Invalid job id "
-            "specified\n")
-    got = S.parse_cancel(result("", said, 0), ["12", "13", "14"])
-    assert set(got) == {"13", "14"}
-    assert got["13"] == "Job/step already completing or completed"
-    assert got["14"].startswith("Invalid job id specified (Slurm does not know it")
-    broken = S.parse_cancel(result("", "scancel: error: Unable to contact slurm controller", 1,
-                                   argv=("scancel", "-v", "12")), ["12"])
-    assert "Unable to contact" in broken["12"]
+class TestSlurmDialect(DialectContract):
+    dialects = {"slurm": SlurmScheduler}
+    dialect = S
+    commands = [
+        # one squeue for all jobs; a single id twice, as squeue exits 1 for one purged id
+        ("status_command", (["12", "13", "14"],),
+         ["squeue", "-h", "-t", "all", "-j", "12,13,14", "-o", "%i|%F|%T|%r"]),
+        ("status_command", (["12"],),
+         ["squeue", "-h", "-t", "all", "-j", "12,12", "-o", "%i|%F|%T|%r"]),
+        ("accounting_command", (["40", "41"],),
+         ["sacct", "-X", "-n", "-P", "-j", "40,41", "-o", "JobID,State,ExitCode"]),
+        ("cancel_command", (["12", "13"],), ["scancel", "-v", "12", "13"]),
+        ("find_command", ("scale-0123456789",),
+         ["squeue", "-h", "-t", "all", "--name=scale-0123456789", "-o", "%A|%j"]),
+    ]
+    submit_outputs = [("16\n", "16"), ("16;cluster2\n", "16"), ("sbatch: note\n1234\n", "1234")]
+    submit_failures = [
+        ("", "sbatch: error: Batch job submission failed: Invalid partition name specified", 1,
+         r"sbatch did not print a job id: `sbatch` exited with 1: sbatch: error: Batch job "
+         r"submission failed: Invalid partition name specified"),
+        ("Submitted batch job 16\n", "", 0,   # not --parsable output
+         r"sbatch did not print a job id: `sbatch` exited with 0: Submitted batch job 16"),
+        ("", "", 0, r"sbatch did not print a job id: `sbatch` exited with 0: \(no output\)"),
+    ]
+    # squeue(1) JOB STATE CODES, long and short
+    state_codes = dict.fromkeys(
+        "BOOT_FAIL BF CANCELLED CA COMPLETED CD CONFIGURING CF COMPLETING CG DEADLINE DL "
+        "FAILED F NODE_FAIL NF OUT_OF_MEMORY OOM PENDING PD PREEMPTED PR RUNNING R "
+        "RESV_DEL_HOLD RD REQUEUE_FED RF REQUEUE_HOLD RH REQUEUED RQ RESIZING RS "
+        "REVOKED RV SIGNALING SI SPECIAL_EXIT SE STAGE_OUT SO STOPPED ST SUSPENDED S "
+        "TIMEOUT TO".split())
+    cancel_outputs = [
+        ("", "scancel: Terminating job 12\nscancel: Terminating job 13\nscancel: Terminating "
+             "job 14\nscancel: error: Kill job error on job id 13: Job/step already completing "
+             "or completed\nscancel: error: Kill job error on job id 14: Invalid job id "
+             "specified\n", 0, ["12", "13", "14"],
+         {"13": r"^Job/step already completing or completed$",
+          "14": r"^Invalid job id specified \(Slurm does not know it"}),
+        ("", "scancel: error: Unable to contact slurm controller", 1, ["12"],
+         {"12": "Unable to contact"}),
+    ]
+    find_outputs = [
+        ("61|scale-0123456789\n75|scale-0123456789\n80|scale-0123456789x\n", "scale-0123456789",
+         "75"),
+        ("", "scale-0123456789", None),
+    ]
 
-
-def test_find_by_name_takes_the_newest():
-    assert S.find_command("scale-0123456789") == [
-        "squeue", "-h", "-t", "all", "--name=scale-0123456789", "-o", "%A|%j"]
-    out = "61|scale-0123456789\n75|scale-0123456789\n80|scale-0123456789x\n"
-    assert S.parse_find(result(out), "scale-0123456789") == "75"
-    assert S.parse_find(result(""), "scale-0123456789") is None
+    def common_state(self, code):
+        return STATES[code]
