@@ -5,12 +5,10 @@ pending, running, held, suspended, error and zombie jobs, array tasks, qacct fai
 
 from __future__ import annotations
 
-import re
-
 import pytest
-from wflp.plugins import get_scheduler
 from wflp.remote.config import Resources
 from wflp.remote.scheduler import CommandResult, JobScript, JobState, SchedulerError, Status
+from wflp.testing_scheduler import DialectContract
 from wflp_sge.scheduler import SGEScheduler, error_reasons, parse_qacct, state_of
 
 
@@ -26,10 +24,6 @@ def job(header=(), **resources):
 
 
 S = SGEScheduler()
-
-
-def test_the_plugin_registers_the_dialect():
-    assert isinstance(get_scheduler("sge").load()(), SGEScheduler)
 
 
 def test_header_from_resources_then_the_systems_own_lines():
@@ -64,20 +58,6 @@ def test_submit_command_and_odd_paths():
         "-S", "/bin/sh", "-wd", "/tmp/a b/n", "/tmp/a b/n/job.sh"]
     with pytest.raises(SchedulerError, match="queue 'a.q -l h_rt=1'"):
         S.header(job(partition="a.q -l h_rt=1"))
-
-
-@pytest.mark.parametrize("stdout,expected", [("8\n", "8"), ("8.1-3:1\n", "8")])
-def test_submit_output(stdout, expected):
-    assert S.parse_submit(result(stdout)) == expected
-
-
-def test_submit_output_that_is_not_a_job_id_quotes_grid_engine():
-    said = 'Unable to run job: Job was rejected because job requests unknown queue "nope.q".'
-    with pytest.raises(SchedulerError, match="qsub did not print a job id: `qsub` exited with "
-                                             "1: " + re.escape(said)):
-        S.parse_submit(result("", said + "\nExiting.", 1, argv=("qsub",)))
-    with pytest.raises(SchedulerError, match="Your job 8 .* has been submitted"):
-        S.parse_submit(result('Your job 8 ("x") has been submitted\n', "", 0, argv=("qsub",)))
 
 
 QSTAT_XML = """<?xml version='1.0'?>
@@ -191,7 +171,6 @@ QSTAT_XML = """<?xml version='1.0'?>
 
 
 def test_one_qstat_for_all_jobs_in_the_common_states():
-    assert S.status_command(["3", "4"]) == ["qstat", "-s", "prsz", "-u", "*", "-xml"]
     got = S.parse_status(result(QSTAT_XML), ["2", "3", "4", "5", "6", "7", "9", "10", "11"])
     assert {k: v.state for k, v in got.items()} == {
         "3": JobState.RUNNING,   # (an older zombie of the same number does not hide it)
@@ -200,23 +179,6 @@ def test_one_qstat_for_all_jobs_in_the_common_states():
         "10": JobState.RUNNING}  # 2 is a zombie, 11 is not listed: qacct decides
     assert got["6"].explain and got["6"].reason == "Eqw (error state)"
     assert got["9"].reason == "s (suspended)" and got["10"].reason == "dr (being deleted)"
-
-
-@pytest.mark.parametrize("code,state", [
-    ("qw", JobState.QUEUED), ("hqw", JobState.HELD), ("hRwq", JobState.HELD),
-    ("r", JobState.RUNNING), ("t", JobState.RUNNING), ("Rr", JobState.RUNNING),
-    ("Rt", JobState.RUNNING), ("s", JobState.HELD), ("ts", JobState.HELD),
-    ("S", JobState.HELD), ("tS", JobState.HELD), ("T", JobState.HELD), ("tT", JobState.HELD),
-    ("Rs", JobState.HELD), ("Rts", JobState.HELD), ("RS", JobState.HELD),
-    ("RtS", JobState.HELD), ("RT", JobState.HELD), ("RtT", JobState.HELD),
-    ("Eqw", JobState.FAILED), ("Ehqw", JobState.FAILED), ("EhRqw", JobState.FAILED),
-    ("dr", JobState.RUNNING), ("dt", JobState.RUNNING), ("dRr", JobState.RUNNING),
-    ("dRt", JobState.RUNNING), ("ds", JobState.HELD), ("dS", JobState.HELD),
-    ("dT", JobState.HELD), ("dRs", JobState.HELD), ("dRS", JobState.HELD),
-    ("dRT", JobState.HELD), ("dqw", JobState.QUEUED)])
-def test_every_qstat_state_code(code, state):
-    # the state combinations of qstat(1), OUTPUT FORMATS
-    assert state_of(code).state == state
 
 
 def test_a_zombie_is_left_to_qacct():
@@ -324,8 +286,6 @@ def test_qacct_records():
 
 
 def test_how_finished_jobs_ended_from_qacct():
-    assert S.accounting_command(["1", "2"]) == [
-        "sh", "-c", 'for j do qacct -j "$j"; done', "sh", "1", "2"]
     ids = ["1", "2", "3", "4", "5", "7", "8", "12", "99"]
     got = S.parse_accounting(result(QACCT, "error: job id 99 not found\n", 1), ids)
     assert got["1"] == Status(JobState.SUCCEEDED, "qacct: failed 0, exit_status 0", 0)
@@ -362,7 +322,6 @@ No such file or directory
 
 
 def test_why_a_job_is_in_error_from_qstat_j():
-    assert S.explain_command({"6": "/x/stderr", "16": "/y/stderr"}) == ["qstat", "-j", "6,16"]
     assert error_reasons(QSTAT_J) == {
         "6": 'error: can\'t open output file "/nonexistent/dir/x.out": No such file or '
              'directory',
@@ -374,18 +333,45 @@ def test_why_a_job_is_in_error_from_qstat_j():
     assert got.reason.endswith("until `qdel 6` (or `qmod -cj 6` once fixed)")
 
 
-def test_cancel_reports_what_grid_engine_does_not_know():
-    said = ('root has registered the job 7 for deletion\ndenied: job "999" does not exist\n'
-            'denied: job "1" does not exist\n')
-    got = S.parse_cancel(result(said, "", 1), ["7", "999", "1"])
-    assert set(got) == {"999", "1"} and "does not know it" in got["999"]
-    assert S.parse_cancel(result("root has deleted job 4\n", "", 0), ["4"]) == {}
-    broken = S.parse_cancel(result("", "error: commlib error: can't connect", 1,
-                                   argv=("qdel", "4")), ["4"])
-    assert "can't connect" in broken["4"]
+class TestSGEDialect(DialectContract):
+    dialects = {"sge": SGEScheduler}
+    dialect = S
+    commands = [
+        ("status_command", (["3", "4"],), ["qstat", "-s", "prsz", "-u", "*", "-xml"]),
+        ("accounting_command", (["1", "2"],),
+         ["sh", "-c", 'for j do qacct -j "$j"; done', "sh", "1", "2"]),
+        ("explain_command", ({"6": "/x/stderr", "16": "/y/stderr"},), ["qstat", "-j", "6,16"]),
+    ]
+    submit_outputs = [("8\n", "8"), ("8.1-3:1\n", "8")]
+    submit_failures = [
+        ("", 'Unable to run job: Job was rejected because job requests unknown queue "nope.q".'
+             "\nExiting.", 1,
+         r"qsub did not print a job id: `qsub` exited with 1: Unable to run job: Job was "
+         r'rejected because job requests unknown queue "nope\.q"\.'),
+        ('Your job 8 ("x") has been submitted\n', "", 0, r"Your job 8 .* has been submitted"),
+    ]
+    # the state combinations of qstat(1), OUTPUT FORMATS
+    state_codes = {
+        "qw": JobState.QUEUED, "hqw": JobState.HELD, "hRwq": JobState.HELD,
+        "r": JobState.RUNNING, "t": JobState.RUNNING, "Rr": JobState.RUNNING,
+        "Rt": JobState.RUNNING, "s": JobState.HELD, "ts": JobState.HELD,
+        "S": JobState.HELD, "tS": JobState.HELD, "T": JobState.HELD, "tT": JobState.HELD,
+        "Rs": JobState.HELD, "Rts": JobState.HELD, "RS": JobState.HELD,
+        "RtS": JobState.HELD, "RT": JobState.HELD, "RtT": JobState.HELD,
+        "Eqw": JobState.FAILED, "Ehqw": JobState.FAILED, "EhRqw": JobState.FAILED,
+        "dr": JobState.RUNNING, "dt": JobState.RUNNING, "dRr": JobState.RUNNING,
+        "dRt": JobState.RUNNING, "ds": JobState.HELD, "dS": JobState.HELD,
+        "dT": JobState.HELD, "dRs": JobState.HELD, "dRS": JobState.HELD,
+        "dRT": JobState.HELD, "dqw": JobState.QUEUED}
+    cancel_outputs = [
+        ('root has registered the job 7 for deletion\ndenied: job "999" does not exist\n'
+         'denied: job "1" does not exist\n', "", 1, ["7", "999", "1"],
+         {"999": "does not know it", "1": "does not know it"}),
+        ("root has deleted job 4\n", "", 0, ["4"], {}),
+        ("", "error: commlib error: can't connect", 1, ["4"], {"4": "can't connect"}),
+    ]
+    find_outputs = [(QSTAT_XML, "scale-0123456789", "3"), (QSTAT_XML, "nothing", None),
+                    ("not xml", "scale-0123456789", None)]
 
-
-def test_find_by_name_takes_the_newest():
-    assert S.parse_find(result(QSTAT_XML), "scale-0123456789") == "3"
-    assert S.parse_find(result(QSTAT_XML), "nothing") is None
-    assert S.parse_find(result("not xml"), "scale-0123456789") is None
+    def common_state(self, code):
+        return state_of(code).state
