@@ -8,12 +8,11 @@ start with a tab; the Slurm wrappers: attributes indented by a tab), qstat -x -f
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
-from wflp.plugins import get_scheduler
 from wflp.remote.config import Resources
 from wflp.remote.scheduler import CommandResult, JobScript, JobState, SchedulerError, Status
+from wflp.testing_scheduler import DialectContract
 from wflp_pbs.scheduler import (
     PBSProScheduler,
     PBSScheduler,
@@ -36,11 +35,6 @@ def job(header=(), directory=D, **resources):
     return JobScript(name="relax-0a1b2c3d4e", directory=directory, stdout=f"{directory}/stdout",
                      stderr=f"{directory}/stderr", resources=Resources.from_dict(resources),
                      header=tuple(header))
-
-
-def test_the_plugin_registers_both_dialects():
-    assert type(get_scheduler("pbs").load()()) is PBSScheduler
-    assert type(get_scheduler("pbspro").load()()) is PBSProScheduler
 
 
 def test_torque_syntax_header():
@@ -66,32 +60,6 @@ def test_paths_pbs_cannot_take_are_refused():
             P.header(job(directory=bad))
     with pytest.raises(SchedulerError, match="queue 'q;rm'"):
         P.header(job(partition="q;rm"))
-
-
-def test_submit_command_has_the_paths_the_wrappers_need():
-    assert P.submit_command(f"{D}/job.sh", job()) == [
-        "qsub", "-N", "relax-0a1b2c3d4e", "-o", f"{D}/stdout", "-e", f"{D}/stderr",
-        f"{D}/job.sh"]
-
-
-@pytest.mark.parametrize("stdout", ["1234.pbs01\n", "1234.torque01.cluster.org\n", "88\n",
-                                    "1234[].pbs01\n"])
-def test_submit_output_with_or_without_the_server(stdout):
-    assert P.parse_submit(result(stdout)) == stdout.strip()
-
-
-@pytest.mark.parametrize("stdout,stderr,code", [
-    ("", "qsub: Unknown queue", 170),
-    ("", "qsub: Job exceeds queue resource limits MSG=cannot satisfy queue max walltime "
-         "requirement", 188),
-    ("There was an error running the Slurm sbatch command.\nThe command was:\n'sbatch ...'\n"
-     "and the output was:\n'sbatch: error: invalid partition specified: nope'\n", "", 0),
-])
-def test_submit_output_that_is_not_a_job_id_quotes_pbs(stdout, stderr, code):
-    said = (stderr or stdout).strip()[-60:]
-    with pytest.raises(SchedulerError, match="(?s)qsub did not print a job id: .*" +
-                                             re.escape(said)):
-        P.parse_submit(result(stdout, stderr, code, argv=("qsub",)))
 
 
 # PBS Pro 2022, `qstat -x -f 1234.pbs01 1235.pbs01 ...`: attributes indented by 4 spaces,
@@ -424,13 +392,6 @@ def test_pbs_pro_json_with_unescaped_backslashes_is_mended():
     assert PRO.parse_status(result("", "qstat: Unknown Job Id 7.s", 153), ["7.s"]) == {}
 
 
-@pytest.mark.parametrize("state", ["Q", "W", "T", "M", "H", "S", "U", "R", "E", "B"])
-def test_every_live_pbs_state_has_a_common_state(state):
-    status = status_of({"job_state": state})
-    assert status.state in (JobState.QUEUED, JobState.HELD, JobState.RUNNING)
-    assert not status.state.final  # E (exiting) is not final either
-
-
 def test_explaining_jobs_that_ended_without_saying_how():
     out = ("\n==wflp-tail== 88\nslurmstepd-vm: error: *** JOB 88 ON vm CANCELLED AT "
            "2026-11-21T23:57:59 DUE TO TIME LIMIT ***\n"
@@ -458,23 +419,48 @@ def test_explaining_jobs_that_ended_without_saying_how():
     assert got["92"] == Status(JobState.FAILED, "C (ended; PBS gives no exit status)")
 
 
-def test_cancel_reports_what_pbs_does_not_know():
-    said = ("qdel: Unknown Job Id 1299.pbs01\n"
-            "qdel: Request invalid for state of job 1240.pbs01\n")
-    got = P.parse_cancel(result("", said, 153), ["1237.pbs01", "1299.pbs01", "1240.pbs01"])
-    assert set(got) == {"1299.pbs01", "1240.pbs01"}
-    assert got["1299.pbs01"].startswith("PBS does not know it")
-    assert "Request invalid for state of job" in got["1240.pbs01"]
-    assert P.parse_cancel(result("", "", 0), ["1237.pbs01"]) == {}
-    # the wrappers over Slurm exit with a count, naming nobody
-    assert P.parse_cancel(result("", "", 1), ["88", "89"]) == {}
-    assert "may have ended already" in P.parse_cancel(result("", "", 1), ["88"])["88"]
-
-
-def test_find_by_name():
-    assert P.find_command("relax-0a1b2c3d4e") == ["qstat", "-f"]
-    assert P.parse_find(result(PBSPRO_FULL), "relax-0a1b2c3d4e") == "1234.pbs01"
-    assert P.parse_find(result(WRAPPER_FULL), "pname") == "88"
-    assert P.parse_find(result(WRAPPER_FULL), "nothing") is None
+def test_pbs_pro_finds_by_name_with_qselect():
     assert PRO.find_command("relax-0a1b2c3d4e") == ["qselect", "-x", "-N", "relax-0a1b2c3d4e"]
     assert PRO.parse_find(result("1234.pbs01\n1301.pbs01\n"), "relax") == "1301.pbs01"
+
+
+class TestPBSDialect(DialectContract):
+    dialects = {"pbs": PBSScheduler, "pbspro": PBSProScheduler}
+    dialect = P
+    commands = [("submit_command", (f"{D}/job.sh", job()),
+                 ["qsub", "-N", "relax-0a1b2c3d4e", "-o", f"{D}/stdout", "-e", f"{D}/stderr",
+                  f"{D}/job.sh"]),  # the paths on the command line too: the wrappers need them
+                ("find_command", ("relax-0a1b2c3d4e",), ["qstat", "-f"])]
+    # with or without the server
+    submit_outputs = [(out, out.strip()) for out in ("1234.pbs01\n", "1234.torque01.cluster.org\n",
+                                                     "88\n", "1234[].pbs01\n")]
+    submit_failures = [
+        ("", "qsub: Unknown queue", 170, r"(?s)qsub did not print a job id: .*qsub: Unknown queue"),
+        ("", "qsub: Job exceeds queue resource limits MSG=cannot satisfy queue max walltime "
+             "requirement", 188,
+         r"(?s)qsub did not print a job id: .*MSG=cannot satisfy queue max walltime requirement"),
+        ("There was an error running the Slurm sbatch command.\nThe command was:\n'sbatch ...'\n"
+         "and the output was:\n'sbatch: error: invalid partition specified: nope'\n", "", 0,
+         r"(?s)qsub did not print a job id: .*'sbatch: error: invalid partition specified: "
+         r"nope'"),
+    ]
+    # the live job_state letters (qstat(1B)); E (exiting) is not final either
+    state_codes = {"Q": JobState.QUEUED, "W": JobState.QUEUED, "T": JobState.QUEUED,
+                   "M": JobState.QUEUED, "H": JobState.HELD, "S": JobState.HELD,
+                   "U": JobState.HELD, "R": JobState.RUNNING, "E": JobState.RUNNING,
+                   "B": JobState.RUNNING}
+    cancel_outputs = [
+        ("", "qdel: Unknown Job Id 1299.pbs01\nqdel: Request invalid for state of job "
+             "1240.pbs01\n", 153, ["1237.pbs01", "1299.pbs01", "1240.pbs01"],
+         {"1299.pbs01": r"^PBS does not know it",
+          "1240.pbs01": r"Request invalid for state of job"}),
+        ("", "", 0, ["1237.pbs01"], {}),
+        # the wrappers over Slurm exit with a count, naming nobody
+        ("", "", 1, ["88", "89"], {}),
+        ("", "", 1, ["88"], {"88": r"may have ended already"}),
+    ]
+    find_outputs = [(PBSPRO_FULL, "relax-0a1b2c3d4e", "1234.pbs01"), (WRAPPER_FULL, "pname", "88"),
+                    (WRAPPER_FULL, "nothing", None)]
+
+    def common_state(self, code):
+        return status_of({"job_state": code}).state
