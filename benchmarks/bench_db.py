@@ -32,7 +32,6 @@ os.environ.setdefault("WFLP_PROGRESS", "0")
 # ruff: noqa: E402  (the environment is set before wflp is imported)
 import argparse
 import json
-import platform
 import shutil
 import statistics
 import sys
@@ -44,13 +43,15 @@ import ase
 import ase.db
 import ase.io
 import numpy as np
-import wflp
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from wflp import ConfigSet, OutputSpec
 from wflp.db import collect
 from wflp.ops import map as wflp_map
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine, size  # noqa: E402  (the benchmarks' own folder)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BLOCK = 5000
@@ -136,30 +137,6 @@ def bench_size(n: int, repeat: int, workdir: Path) -> dict:
     return {"n": n, "runs": runs, "best_s": best,
             "output_mb": output.stat().st_size / 1e6,
             "ratio_rows_per_s": best["ase.db loop"] / best["wflp collect"]}
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "ase": ase.__version__, "numpy": np.__version__, "wflp": wflp.__version__,
-            "loadavg_before": list(os.getloadavg())}
-
-
-def size(text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if value < 1 or value != int(value):
-        raise argparse.ArgumentTypeError(f"not a whole number >= 1: {text}")
-    return int(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,10 +49,8 @@ os.environ.setdefault("WFLP_PROGRESS", "0")
 import argparse
 import gc
 import json
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,12 +59,14 @@ from pathlib import Path
 import ase
 import ase.io
 import numpy as np
-import wflp
 from ase import Atoms
 from ase.build import bulk
 from wflp import ConfigSet, OutputSpec
 from wflp.ops import map as wflp_map
 from wflp.records import record_path, sha256_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine, size  # noqa: E402  (the benchmarks' own folder)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BLOCK = 10_000
@@ -154,26 +154,6 @@ def bench_size(n: int, repeat: int, workdir: Path, quick_repeat: int = 1,
             "best_s": {m: min(ts) for m, ts in runs.items()}}
 
 
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    here = Path(wflp.__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=here,
-                                capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "ase": ase.__version__, "numpy": np.__version__, "wflp": wflp.__version__,
-            "wflp_path": str(here), "commit": commit, "loadavg_before": list(os.getloadavg())}
-
-
 def report(rows: list[dict], info: dict, repeat: int) -> list[str]:
     lines = [f"machine: {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
              f"ase {info['ase']}, numpy {info['numpy']}, wflp {info['wflp']} "
@@ -201,16 +181,6 @@ def report(rows: list[dict], info: dict, repeat: int) -> list[str]:
         lines.append(f"N={row['n']:,}: first run (made the output) {row['first_run_s']:.1f} s; "
                      f"record format {row['record_format']}")
     return lines
-
-
-def size(text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if value < 1 or value != int(value):
-        raise argparse.ArgumentTypeError(f"not a whole number >= 1: {text}")
-    return int(value)
 
 
 def main(argv: list[str] | None = None) -> int:
