@@ -18,6 +18,7 @@ from ase.build import bulk, molecule
 from test_cli import invoke
 from wflp.analysis import compare, error_report, isolated_energies, natural_key
 from wflp.errors import InputError, ParameterError
+from wflp.testing import scaled
 
 
 def with_results(atoms, config_type, e_ref, e_model, df, stress=None):
@@ -192,7 +193,7 @@ def test_command_line(tmp_path):
     # a wrong prefix: one line on stderr, exit status 2, as every wflp error
     out = subprocess.run([sys.executable, "-m", "wflp.cli", "errors", "xtb_", "mod_",
                           str(tmp_path / "a.xyz")], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr.startswith("wflp: error: no configuration has results under both")
     assert len(out.stderr.strip().splitlines()) == 1

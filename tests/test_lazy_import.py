@@ -4,11 +4,13 @@ the whole listing); the names wflp exports still work, imported on first use."""
 import subprocess
 import sys
 
+from wflp.testing import scaled
+
 
 def _modules_after(code: str) -> set:
     probe = code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))\n"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     return set(out.stdout.split())
 

@@ -27,6 +27,7 @@ from wflp.errors import PluginError, UnknownNameError, WflpError
 from wflp.exec.local import PoolExecutor, SerialExecutor
 from wflp.ops import calculate
 from wflp.plugins import WflpPluginManager, manager
+from wflp.testing import scaled
 
 FIXTURES = Path(__file__).parent / "plugin_fixtures"
 
@@ -480,7 +481,7 @@ def test_importing_the_pytest_plugin_loads_no_plugins():
             "print(p._manager is None, sorted(m for m in sys.modules\n"
             "      if m.split('.')[0] in ('wflp_xtb', 'tblite', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "[]"]
 

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from wflp.testing import require_module
+from wflp.testing import require_module, scaled
 
 require_module("pyace", "pip install python-ace (or pip install -e plugins/wflp-ace[test])")
 require_module("wflp_ace", "pip install -e plugins/wflp-ace[test]")
@@ -59,7 +59,7 @@ def test_discovered_without_importing_pyace():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyace', 'pandas', "
             "'sklearn', 'torch', 'quippy', 'matplotlib'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

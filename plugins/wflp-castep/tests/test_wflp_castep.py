@@ -27,7 +27,7 @@ from wflp.calculators.fileio import quiet
 from wflp.errors import ParameterError, RecordMismatchError
 from wflp.ops import calculate
 from wflp.plugins import plugin_report, reset_plugin_manager
-from wflp.testing import calculate_in_two_workers
+from wflp.testing import calculate_in_two_workers, scaled
 
 STANDIN = Path(__file__).parent / "standin_castep.py"
 REAL = os.environ.get("WFLP_CASTEP_COMMAND")
@@ -68,7 +68,7 @@ def test_discovered_without_importing_ase_castep():
     code = ("import sys\nfrom wflp.plugins import get_calculator\nget_calculator('castep')\n"
             "print('ase.calculators.castep' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.stdout.strip() == "False", out.stderr
 
 

@@ -27,7 +27,7 @@ from wflp.calculators.fileio import CalculationError
 from wflp.errors import ParameterError, RecordMismatchError
 from wflp.ops import calculate
 from wflp.plugins import get_calculator, plugin_report, reset_plugin_manager
-from wflp.testing import require_program
+from wflp.testing import require_program, scaled
 
 HOW = "apt-get install quantum-espresso quantum-espresso-data (Debian), or point " \
       "WFLP_ESPRESSO_COMMAND at pw.x and ESPRESSO_TEST_PSEUDO at its pseudopotentials"
@@ -85,7 +85,7 @@ def test_discovered_without_importing_ase_espresso(fresh_registry):
     code = ("import sys\nfrom wflp.plugins import get_calculator\nget_calculator('espresso')\n"
             "print('ase.calculators.espresso' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from wflp.testing import require_module, require_program
+from wflp.testing import require_module, require_program, scaled
 
 require_module("quippy", "pip install quippy-ase (or pip install -e plugins/wflp-gap[test])")
 require_module("wflp_gap", "pip install -e plugins/wflp-gap[test]")
@@ -67,7 +67,7 @@ def test_discovered_without_importing_quippy():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'quippy', 'ase', 'numpy',"
             " 'pyace', 'torch', 'matplotlib'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     assert "quippy" not in out.stdout and "torch" not in out.stdout
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 import pytest
-from wflp.testing import require_module
+from wflp.testing import require_module, scaled
 
 require_module("mace", "pip install torch==2.13.0, then pip install -e plugins/wflp-mace[test]")
 require_module("wflp_mace", "pip install -e plugins/wflp-mace[test]")
@@ -56,7 +56,7 @@ def test_discovered_without_importing_torch():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'mace', 'e3nn', "
             "'quippy', 'pyace', 'matplotlib'}))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

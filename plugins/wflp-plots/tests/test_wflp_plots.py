@@ -10,7 +10,7 @@ import sys
 import ase.io
 import numpy as np
 import pytest
-from wflp.testing import require_module
+from wflp.testing import require_module, scaled
 
 require_module("matplotlib", "pip install matplotlib (or pip install -e plugins/wflp-plots[test])")
 require_module("wflp_plots", "pip install -e plugins/wflp-plots[test]")
@@ -92,6 +92,6 @@ def test_command_line_and_lazy_discovery(tmp_path):
             "assert [r.status for r in plugin_report() if r.distribution == 'wflp-plots'] "
             "== ['ok']\nprint('matplotlib' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.neighborlist import natural_cutoffs, neighbor_list
-from wflp.testing import require_module
+from wflp.testing import require_module, scaled
 
 require_module("rdkit", "pip install rdkit (or pip install -e 'plugins/wflp-smiles[test]')")
 
@@ -61,7 +61,7 @@ def test_discovery_does_not_import_rdkit():
             "get_generator('smiles')\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rdkit'))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

@@ -10,7 +10,7 @@ import ase.io
 import numpy as np
 import pytest
 from ase.build import bulk, molecule
-from wflp.testing import require_module
+from wflp.testing import require_module, scaled
 
 require_module("dscribe", "pip install dscribe (or pip install -e 'plugins/wflp-soap[test]')")
 
@@ -82,7 +82,7 @@ def test_discovery_does_not_import_dscribe():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dscribe', 'numba', "
             "'sparse')))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

@@ -26,7 +26,7 @@ from wflp import ConfigSet, OutputSpec
 from wflp.errors import ParameterError, RecordMismatchError
 from wflp.ops import calculate
 from wflp.plugins import plugin_report, reset_plugin_manager
-from wflp.testing import calculate_in_two_workers
+from wflp.testing import calculate_in_two_workers, scaled
 
 HERE = Path(__file__).parent
 STANDIN = HERE / "standin_vasp.py"
@@ -92,7 +92,7 @@ def test_discovered_without_importing_ase_vasp():
     code = ("import sys\nfrom wflp.plugins import get_calculator\nget_calculator('vasp')\n"
             "print('ase.calculators.vasp' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.stdout.strip() == "False", out.stderr
 
 

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from wflp.testing import require_module  # noqa: E402
+from wflp.testing import require_module, scaled  # noqa: E402
 
 if sys.version_info >= (3, 10):
     from importlib.metadata import PackageNotFoundError, distribution
@@ -56,7 +56,7 @@ def test_discovery_does_not_import_tblite():
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tblite', 'torch')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+                         timeout=scaled(60))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
