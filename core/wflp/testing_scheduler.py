@@ -103,8 +103,8 @@ class SchedulerContract:
     result_resources: Mapping[str, Any] = {"max_time": "5m"}
     script_lines: Sequence[str] = ()
     #: what ``scheduler_says(id)`` gives (the scheduler's own word) for a job "running" and
-    #: one that ended "succeeded", "failed" (exit status 3), "cancelled", "timeout" or
-    #: "out_of_memory"; a state left out is not checked
+    #: one that ended "succeeded", "failed" (its call exited with status 3), "cancelled",
+    #: "timeout" or "out_of_memory"; a state left out is not checked
     says: Mapping[str, str] = {}
     #: an id the scheduler does not know; the exit status of its status command for that
     #: id alone (None: not checked)
@@ -159,6 +159,15 @@ class SchedulerContract:
         """Whether the probe's output says the service answers."""
         return result.returncode == 0
 
+    def given(self, attribute: str) -> Any:
+        """The class attribute a test needs; a test failure naming it when it is empty (an
+        empty pattern would match anything, so the test could not fail)."""
+        value = getattr(self, attribute)
+        if not value:
+            pytest.fail(f"{type(self).__name__}.{attribute} is not set: the test needs it (or "
+                        "set the test to None if the scheduler cannot do this)", pytrace=False)
+        return value
+
     # -- helpers -------------------------------------------------------------------------------
     def command(self, *argv: str, check: bool = False) -> subprocess.CompletedProcess:
         """A scheduler command run here, with the prefix."""
@@ -171,7 +180,7 @@ class SchedulerContract:
         for program in self.programs:
             require_program(program, self.how)
         try:
-            probe = self.command(*self.probe)
+            probe = self.command(*self.given("probe"))
         except (OSError, subprocess.TimeoutExpired):
             probe = None
         if probe is None or not self.probe_ok(probe):
@@ -184,7 +193,7 @@ class SchedulerContract:
         """wflp-systems.toml with the scheduler here and, given SSH settings, over SSH
         (``wflp.testing_remote.write_systems``); *prefix* replaces the class's."""
         words = list(self.prefix if prefix is None else prefix)
-        return testing_remote.write_systems(folder, root, self.scheduler, ssh=ssh,
+        return testing_remote.write_systems(folder, root, self.given("scheduler"), ssh=ssh,
                                             prefix=words or None, extra=extra)
 
     def cancel_problems(self, system: str, ids: list) -> dict:
@@ -281,8 +290,8 @@ class SchedulerContract:
         wait_until(lambda: started(ours) and started(theirs), 60, "both jobs to start")
         ours.cancel()
         assert row_of(ours).state == "cancelled"
-        self.command(*self.cancel_argv, row_of(theirs).scheduler_id, check=True)
-        with pytest.raises(RemoteJobError, match=self.cancelled_message):
+        self.command(*self.given("cancel_argv"), row_of(theirs).scheduler_id, check=True)
+        with pytest.raises(RemoteJobError, match=self.given("cancelled_message")):
             theirs.result(timeout=scaled(60))  # the scheduler's word: no wflp marker asked
         self.check_says(row_of(ours).scheduler_id, "cancelled")
         self.check_says(row_of(theirs).scheduler_id, "cancelled")
@@ -311,14 +320,14 @@ class SchedulerContract:
         Path("wflp-systems.toml").write_text(
             text.replace(f'python = "{sys.executable}"', 'python = "/nonexistent/python3"'))
         job = submit(add, args=(1, 2), system=system, resources={"max_time": "5m"})
-        with pytest.raises(RemoteJobError, match=self.no_python_message):
+        with pytest.raises(RemoteJobError, match=self.given("no_python_message")):
             job.result(timeout=scaled(120))
         assert "not found" in Path(row_of(job).remote_dir, "stderr").read_text()
 
     def test_memory_kill_is_out_of_memory(self, system):
         job = submit(hog, args=(800, 30), system=system,
                      resources={"max_time": "5m", "max_memory": "200M"})
-        with pytest.raises(RemoteJobError, match=self.memory_message):
+        with pytest.raises(RemoteJobError, match=self.given("memory_message")):
             job.result(timeout=scaled(120))
         row = row_of(job)
         assert self.memory_stderr in Path(row.remote_dir, "stderr").read_text()
@@ -332,7 +341,7 @@ class SchedulerContract:
                        resources={"max_time": self.time_limit})
                 for name in both]  # here and over SSH at once: the wait is the scheduler's
         for job in jobs:
-            with pytest.raises(RemoteJobError, match=self.timeout_message):
+            with pytest.raises(RemoteJobError, match=self.given("timeout_message")):
                 job.result(timeout=scaled(latest + 60))
             row = row_of(job)
             self.check_says(row.scheduler_id, "timeout")
@@ -355,10 +364,10 @@ class SchedulerContract:
             job = submit(nap, args=(600, "held"), system=system, resources={"max_time": "10m"})
             assert job.refresh().state == "queued"  # waits for the cores the blocker holds
             assert re.fullmatch(self.queued_reason, row_of(job).reason)
-            self.command(*self.hold_argv, row_of(job).scheduler_id, check=True)
+            self.command(*self.given("hold_argv"), row_of(job).scheduler_id, check=True)
             assert job.refresh().state == "held"
             assert re.fullmatch(self.held_reason, row_of(job).reason)
-            self.command(*self.release_argv, row_of(job).scheduler_id, check=True)
+            self.command(*self.given("release_argv"), row_of(job).scheduler_id, check=True)
             assert job.refresh().state == "queued"
         wait_until(lambda: job.state == "running" and started(job), 60, "the job to run")
         job.cancel()
@@ -367,18 +376,18 @@ class SchedulerContract:
         job = submit(nap, args=(600, "suspended"), system=system,
                      resources={"max_time": "10m"})
         wait_until(lambda: job.state == "running" and started(job), 60, "the job to run")
-        self.command(*self.suspend_argv, row_of(job).scheduler_id, check=True)
+        self.command(*self.given("suspend_argv"), row_of(job).scheduler_id, check=True)
         assert job.refresh().state == "held"
         assert re.fullmatch(self.suspended_reason, row_of(job).reason)
-        self.command(*self.resume_argv, row_of(job).scheduler_id, check=True)
+        self.command(*self.given("resume_argv"), row_of(job).scheduler_id, check=True)
         assert job.refresh().state == "running"
         job.cancel()
 
     # -- the scheduler's commands failing, the service missing ---------------------------------
     def test_a_failing_submit_command_is_a_clear_error(self, project, tmp_path):
         self.require_service()
-        self.write_systems(project, tmp_path, prefix=[*self.broken_env, *self.prefix])
-        with pytest.raises(SchedulerError, match=self.broken_submit_message):
+        self.write_systems(project, tmp_path, prefix=[*self.given("broken_env"), *self.prefix])
+        with pytest.raises(SchedulerError, match=self.given("broken_submit_message")):
             submit(add, args=(1, 2), system=self.scheduler)
         # the job is failed, with no scheduler id: `wflp jobs resubmit` sends it again
         assert [(r.state, r.scheduler_id) for r in manager().store.select()] == [
@@ -390,7 +399,7 @@ class SchedulerContract:
         job = submit(nap, args=(60, "x"), system=self.scheduler, resources={"max_time": "5m"})
         self.write_systems(project, tmp_path, prefix=[*self.broken_env, *self.prefix])
         manager()._systems.clear()
-        with pytest.raises(SchedulerError, match=self.broken_status_message):
+        with pytest.raises(SchedulerError, match=self.given("broken_status_message")):
             job.result(timeout=scaled(60))
 
     def test_a_missing_service_skips_saying_how_to_start_it_or_fails_under_ci(
@@ -401,7 +410,7 @@ class SchedulerContract:
         monkeypatch.delenv("CI", raising=False)
         with pytest.raises(pytest.skip.Exception) as skipped:
             self.require_service()
-        assert "is not available; to run this test: " + self.how in str(skipped.value)
+        assert "is not available; to run this test: " + self.given("how") in str(skipped.value)
         monkeypatch.setenv("CI", "true")
         with pytest.raises(pytest.fail.Exception) as failed:
             self.require_service()
@@ -409,7 +418,7 @@ class SchedulerContract:
 
     def test_the_services_script_reports_the_service_alive(self):
         self.require_service()
-        out = subprocess.run(["bash", str(self.services_script), "status"],
+        out = subprocess.run(["bash", str(self.given("services_script")), "status"],
                              capture_output=True, text=True, timeout=scaled(60))
         assert out.returncode == 0, out.stderr
         assert self.services_status_says in out.stdout
