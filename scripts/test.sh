@@ -8,7 +8,15 @@
 set -euo pipefail
 # shellcheck source=scripts/_bootstrap.sh
 source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
+step_start=$(date +%s)
+step_done() {  # where the time goes: one line per step (CI must stay under 20 minutes)
+    local now
+    now=$(date +%s)
+    echo "== timing: $1 took $(( now - step_start )) s"
+    step_start=${now}
+}
 wflp_bootstrap
+step_done "the virtual environment (scripts/_bootstrap.sh)"
 cd "${WFLP_ROOT}"
 
 status=0
@@ -23,6 +31,7 @@ if ! ruff check "${lint_paths[@]}"; then
     echo "ruff found problems (fix them, or try: ruff check --fix ${lint_paths[*]})" >&2
     status=1
 fi
+step_done "ruff"
 # the core's type hints, at the strictness stated in pyproject.toml [tool.mypy]
 # (CONTRIBUTING.md, "Typing and layering"); the layering itself is tests/test_layering.py
 echo "== mypy (core/wflp)"
@@ -30,6 +39,7 @@ if ! python -m mypy; then
     echo "mypy found type errors in core/wflp (CONTRIBUTING.md, \"Typing and layering\")" >&2
     status=1
 fi
+step_done "mypy"
 # the documentation site and the API reference from the docstrings, built strictly
 # (a broken link or cross-reference, a page not in the nav, an unreadable docstring)
 echo "== docs (scripts/docs.sh)"
@@ -37,6 +47,7 @@ if ! bash scripts/docs.sh; then
     echo "the documentation does not build (run: bash scripts/docs.sh)" >&2
     status=1
 fi
+step_done "docs"
 
 # -- tests ------------------------------------------------------------------------------
 test_roots=()
