@@ -274,8 +274,27 @@ CLI_JOB = textwrap.dedent("""
         def wflp_generators(self):
             return [GeneratorSpec(name="stuck", summary="gets stuck", operation=stuck)]
 
+    def ctrl_c_on_a_helper_thread():
+        # the kernel may deliver a Ctrl-C to any thread of the driver: here to this one
+        # (not the main thread), once every chunk but the stuck one has finished, so that
+        # nothing but the stuck worker is left to wake the main thread
+        import os, threading
+        def begun():
+            return (len(open(sys.argv[3]).read().split())
+                    if os.path.exists(sys.argv[3]) else 0)
+        seen, since = -1, time.monotonic()
+        while begun() < 20 or time.monotonic() - since < 1.0:
+            if begun() != seen:
+                seen, since = begun(), time.monotonic()
+            time.sleep(0.05)
+        time.sleep(0.5)   # the last finished chunk's result is in
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
     if __name__ == "__main__":
         get_plugin_manager().register_plugin(Plugin())
+        if sys.argv[4:] == ["ctrl-c-on-a-helper-thread"]:
+            import threading
+            threading.Thread(target=ctrl_c_on_a_helper_thread, daemon=True).start()
         main(["run", "generator", "stuck", "-i", sys.argv[1], "-o", sys.argv[2],
               "--nproc", "2"])
 """)
@@ -325,6 +344,37 @@ def test_ctrl_c_with_a_stuck_worker_stops_at_once_and_keeps_finished_chunks(tmp_
     assert not alive
     stage = tmp_path / ".out.xyz.wflp-partial"
     assert list(stage.glob("c-*.xyz"))  # finished chunks kept for the rerun
+
+
+def test_ctrl_c_delivered_to_a_helper_thread_still_stops_the_driver(tmp_path):
+    # A process-directed SIGINT lands on any thread; if it is not the main thread,
+    # Python only sets a flag, and a main thread blocked in one long wait for a stuck
+    # worker never ran the handler (seen once in CI). The driver waits in short steps.
+    script = tmp_path / "cli_job.py"
+    script.write_text(CLI_JOB)
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(40))
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "in.xyz"),
+                             str(tmp_path / "out.xyz"), str(tmp_path / "calls.log"),
+                             "ctrl-c-on-a-helper-thread"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "WFLP_PROGRESS": "0"})
+    try:
+        _out, err = proc.communicate(timeout=scaled(RUN_S + STOP_S))
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGUSR1)
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGKILL)
+        _out, err = proc.communicate()
+        pytest.fail(f"the driver did not stop after a Ctrl-C on a helper thread:\n"
+                    f"{err[-8000:]}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == \
+        "wflp: interrupted (finished chunks are kept: rerun to resume)"
+    assert list((tmp_path / ".out.xyz.wflp-partial").glob("c-*.xyz"))
 
 
 def _calls_of(path: Path) -> list[int]:

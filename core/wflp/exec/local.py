@@ -165,7 +165,6 @@ class PoolExecutor(Executor):
         """Run the chunks in the worker pool, yielding each as it finishes; at most two
         per worker are in flight, so the input is not read far ahead. A worker that dies is
         an OperationError naming its chunk; finished chunks are kept for a rerun."""
-        from concurrent.futures import FIRST_COMPLETED, wait
         from concurrent.futures.process import BrokenProcessPool
 
         nproc = info.num_python_subprocesses or 1
@@ -177,11 +176,11 @@ class PoolExecutor(Executor):
             for task in tasks:
                 pending.add(pool.submit(run_chunk, task))
                 while len(pending) >= window:  # a slow chunk does not hold up the others
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    done, pending = _wait_first(pending)
                     for future in done:
                         yield future.result()
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = _wait_first(pending)
                 for future in done:
                     yield future.result()
             finished = True
@@ -199,6 +198,23 @@ class PoolExecutor(Executor):
                 _finish_running(pending)
 
 
+#: how long the driver blocks at a time while it waits for workers (see _wait_first)
+SIGNAL_CHECK_S = 0.2
+
+
+def _wait_first(pending: set) -> tuple[set, set]:
+    """concurrent.futures.wait(FIRST_COMPLETED), in short waits: a Ctrl-C that the
+    kernel delivers to one of the pool's helper threads only sets Python's flag, and a
+    main thread blocked in one long lock wait would not see it until a chunk finished,
+    which a stuck worker may never do. Between short waits Python runs the handler."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    while True:
+        done, left = wait(pending, timeout=SIGNAL_CHECK_S, return_when=FIRST_COMPLETED)
+        if done:
+            return done, left
+
+
 def _finish_running(pending: set) -> None:
     """After an error: cancel chunks not started, let running ones finish (their chunk
     files are kept for a rerun) so that nothing writes after the run has ended."""
@@ -208,11 +224,9 @@ def _finish_running(pending: set) -> None:
     log.info("waiting for %d chunk(s) already running to finish (Ctrl-C stops them)",
              len(running))
     try:
-        for future in running:
-            try:
-                future.result()
-            except Exception:
-                pass
+        while running:  # short waits, so that Ctrl-C is seen (see _wait_first)
+            _done, left = _wait_first(set(running))
+            running = list(left)
     except KeyboardInterrupt:
         worker_pool.kill()
         raise
