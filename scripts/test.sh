@@ -68,33 +68,29 @@ fi
 
 # The core's tests are independent of each other (each has its own tmp_path and job
 # store), so with pytest-xdist they run in two processes, a test file per process at a
-# time; WFLP_TEST_WORKERS=0 runs them in one. Plugin suites stay serial: the scheduler
-# suites share one Slurm / Grid Engine.
+# time; WFLP_TEST_WORKERS=0 runs them in one. Plugin suites run one at a time, except
+# those named below, which run beside them.
 parallel=()
 workers="${WFLP_TEST_WORKERS:-2}"
 timings=()
 
 reports="$(mktemp -d)"
 trap 'rm -rf "${reports}"' EXIT
-i=0
-for root in "${test_roots[@]}"; do
-    i=$((i + 1))
-    parallel=()
-    if [[ "${root}" == "tests" && "${workers}" != "0" ]] && python -c "import xdist" 2>/dev/null; then
-        parallel=(-n "${workers}" --dist loadfile)
-    fi
-    echo "== pytest ${root}"
-    rc=0
-    suite_start=$(date +%s)
-    python -m pytest "${root}" --junitxml="${reports}/${i}.xml" --durations=8 \
-        "${parallel[@]}" "$@" || rc=$?
-    timings+=("$(( $(date +%s) - suite_start )) s  ${root}")
+
+# Suites that mostly wait for their own service run beside the others (their output is
+# shown when they end): Grid Engine's runs in its own network namespace and shares
+# nothing with the Slurm suites. WFLP_TEST_BESIDE="" runs every suite in turn.
+beside=" ${WFLP_TEST_BESIDE-plugins/wflp-sge/tests} "
+background=()
+
+check_rc() {  # check_rc ROOT RC INDEX: what a pytest exit status means for the run
+    local root=$1 rc=$2 idx=$3
     if [[ ${rc} -ne 0 && ${rc} -ne 1 && ${rc} -ne 5 ]]; then
         echo "error: pytest ${root} stopped before or while running tests (exit ${rc})" >&2
         status=1
-        [[ -f "${reports}/${i}.xml" ]] || : >"${reports}/${i}.broken"
+        [[ -f "${reports}/${idx}.xml" ]] || : >"${reports}/${idx}.broken"
     elif [[ ${rc} -eq 5 ]]; then
-        if [[ $# -gt 0 ]]; then
+        if [[ ${n_args} -gt 0 ]]; then
             echo "note: no test in ${root} matched the given options" >&2
         else
             echo "error: ${root} collected no tests" >&2
@@ -103,7 +99,58 @@ for root in "${test_roots[@]}"; do
     elif [[ ${rc} -ne 0 ]]; then
         status=1
     fi
+}
+n_args=$#
+
+# the core first, then the suites that run beside the others (so they start early)
+ordered=()
+for root in "${test_roots[@]}"; do [[ "${root}" == "tests" ]] && ordered+=("${root}"); done
+for root in "${test_roots[@]}"; do
+    [[ "${root}" != "tests" && "${beside}" == *" ${root} "* ]] && ordered+=("${root}")
 done
+for root in "${test_roots[@]}"; do
+    [[ "${root}" != "tests" && "${beside}" != *" ${root} "* ]] && ordered+=("${root}")
+done
+
+i=0
+for root in "${ordered[@]}"; do
+    i=$((i + 1))
+    parallel=()
+    if [[ "${root}" == "tests" && "${workers}" != "0" ]] && python -c "import xdist" 2>/dev/null; then
+        parallel=(-n "${workers}" --dist loadfile)
+    fi
+    if [[ "${root}" != "tests" && "${beside}" == *" ${root} "* ]]; then
+        echo "== pytest ${root} (beside the other suites; its output follows at the end)"
+        (
+            suite_start=$(date +%s)
+            rc=0
+            python -m pytest "${root}" --junitxml="${reports}/${i}.xml" --durations=8 \
+                "$@" >"${reports}/${i}.log" 2>&1 || rc=$?
+            echo "${rc} $(( $(date +%s) - suite_start ))" >"${reports}/${i}.rc"
+        ) &
+        background+=("${i}:${root}")
+        continue
+    fi
+    echo "== pytest ${root}"
+    rc=0
+    suite_start=$(date +%s)
+    python -m pytest "${root}" --junitxml="${reports}/${i}.xml" --durations=8 \
+        "${parallel[@]}" "$@" || rc=$?
+    timings+=("$(( $(date +%s) - suite_start )) s  ${root}")
+    check_rc "${root}" "${rc}" "${i}"
+done
+
+for entry in "${background[@]}"; do
+    idx=${entry%%:*}
+    root=${entry#*:}
+    while [[ ! -f "${reports}/${idx}.rc" ]]; do sleep 1; done
+    read -r rc seconds <"${reports}/${idx}.rc"
+    echo "== pytest ${root} (ran beside the others)"
+    cat "${reports}/${idx}.log"
+    timings+=("${seconds} s  ${root} (beside)")
+    check_rc "${root}" "${rc}" "${idx}"
+done
+wait
 
 echo "== time per test run (slowest first)"
 printf '%s\n' "${timings[@]}" | sort -rn
