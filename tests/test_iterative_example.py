@@ -13,6 +13,8 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "iterative_fit.py"
 STEPS_PER_ITERATION = 8  # MD at three temperatures, SOAP, CUR, xTB, fit, test set
 DEMO_STEPS = 11          # the demo's step lines (its errors-and-plots line is not echoed)
+ZERO_STEPS = 2           # iteration 0: the demo's training set refitted, the test set
+STEPS_BEFORE = DEMO_STEPS + ZERO_STEPS
 OUTPUTS = ["md_300K.xyz", "md_600K.xyz", "md_1000K.xyz", "md_soap.xyz", "new.xyz",
            "new.xtb.xyz", "test.gap.xyz"]
 
@@ -78,8 +80,9 @@ def test_the_iterative_example_resumes_after_kill_9_and_reruns_from_its_records(
     # 2. the rerun resumes where the kill struck: nothing before it is computed again
     resumed = _run(out, scaled(600))
     steps = _step_lines(resumed)
-    assert len(steps) == DEMO_STEPS + 3 * STEPS_PER_ITERATION, steps
-    finished = DEMO_STEPS + STEPS_PER_ITERATION + 1  # the demo, iteration 1, MD at 300 K
+    assert len(steps) == STEPS_BEFORE + 3 * STEPS_PER_ITERATION, steps
+    # the demo, iteration 0, iteration 1, MD at 300 K
+    finished = STEPS_BEFORE + STEPS_PER_ITERATION + 1
     assert steps[finished - 1][0] == "2.1 MD at 300 K, GAP 1"
     assert all(state == "reused" for _name, state in steps[:finished]), steps
     assert steps[-2:] == [("3.5 GAP fit", "done"), ("3.6 GAP 3 on the test set", "done")]
@@ -95,13 +98,19 @@ def test_the_iterative_example_resumes_after_kill_9_and_reruns_from_its_records(
         assert 0 < row["test"]["energy_rmse_meV_per_atom"] < 1000
         assert 0 < row["test"]["forces_rmse_meV_per_A"] < 10000
     assert all(row["new_frames_before"]["count"] == 8 for row in rows)
+    # the demo's own model is reported beside, on the same test set
+    assert summary["demo_model"]["test"]["count"] == 15
+    assert summary["demo_model"]["test"] != summary["start"]["test"]
     assert len({row["test"]["forces_rmse_meV_per_A"] for row in rows}) == 3  # 3 models
     printed = resumed[resumed.index("GAP test-set errors by iteration"):].splitlines()
     assert [ln.split()[0] for ln in printed[3:7]] == ["0", "1", "2", "3"]
     assert (out / "errors_by_iteration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # 4. every step has a record; each MD ran with the model of the iteration before
-    model_record = {0: out / "demo-small" / "06_model_gap" / "record.json"}
+    # iteration 0 refits the demo's training set (with this example's GAP settings);
+    # iteration 1's MD runs with that model
+    model_record = {0: out / "iter_00" / "model_gap" / "record.json"}
+    assert (out / "iter_00" / "test.gap.xyz.record.json").exists()
     for n in (1, 2, 3):
         folder = out / f"iter_0{n}"
         for name in OUTPUTS:
@@ -113,6 +122,15 @@ def test_the_iterative_example_resumes_after_kill_9_and_reruns_from_its_records(
         assert used == json.loads(model_record[n - 1].read_text())["model"]["digests"]
         cur = json.loads((folder / "new.xyz.record.json").read_text())["parameters"]
         assert cur["exclude"]  # the training set so far, described in the record
+
+    # the SOAP sparse points grow with the training set from the demo's 60 for 40
+    # frames; every model, iteration 0's too, has the same SOAP delta
+    soaps = []
+    for n in (0, 1, 2, 3):
+        params = json.loads(model_record[n].read_text())["parameters"]["params"]
+        soaps += [d for d in params["descriptors"] if d["type"] == "soap"]
+    assert [d["n_sparse"] for d in soaps] == [60, 72, 84, 96]  # 60 x 40/40 ... 60 x 64/40
+    assert {d["delta"] for d in soaps} == {1.0}
 
     # the last model was fitted to the demo's training set, every iteration's new frames
     # and the isolated atoms
@@ -130,7 +148,7 @@ def test_the_iterative_example_resumes_after_kill_9_and_reruns_from_its_records(
     # 5. a second run reuses every step and gives the same table
     again = _run(out, scaled(300))
     steps = _step_lines(again)
-    assert len(steps) == DEMO_STEPS + 3 * STEPS_PER_ITERATION
+    assert len(steps) == STEPS_BEFORE + 3 * STEPS_PER_ITERATION
     assert all(state == "reused" for _name, state in steps), steps
     assert "every step reused its output" in again
     assert json.loads((out / "errors_by_iteration.json").read_text()) == summary
