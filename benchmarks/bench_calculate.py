@@ -62,16 +62,13 @@ os.environ.setdefault("WFLP_PROGRESS", "0")
 import argparse
 import itertools
 import json
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import ase
 import numpy as np
 import wflp
 from ase.build import bulk
@@ -82,6 +79,9 @@ from wflp.ops import calculate
 from wflp.records import record_path
 
 PREFIX = "EMT_"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import machine  # noqa: E402  (the benchmarks' own folder)
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _run_ids = itertools.count()  # every timed run writes to a new file: nothing is reused
 
@@ -277,27 +277,6 @@ def pool_startup_cost() -> float:
     calculate(ConfigSet(tiny), OutputSpec(), calculator=EMT(), autopara_info=info)
     warm = time.perf_counter() - t0
     return cold - warm
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        here = Path(__file__).resolve().parent
-        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=here,
-                                capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "commit": commit,
-            "ase": ase.__version__, "numpy": np.__version__, "wflp": wflp.__version__,
-            "loadavg_before": list(os.getloadavg())}
 
 
 def report(results: dict, info: dict, pool_cost: float) -> list[str]:
