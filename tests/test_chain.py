@@ -173,7 +173,7 @@ def test_validation_happens_before_any_step_runs(chain_dir, edit, message):
 
 def test_unknown_name_error_is_the_registrys(chain_dir):
     (chain_dir / "chain.toml").write_text(CHAIN.replace('name = "emt"', 'name = "emx"'))
-    with pytest.raises(UnknownNameError, match="available calculators: emt, lj"):
+    with pytest.raises(UnknownNameError, match="available calculators: committee, emt, lj"):
         load_chain(chain_dir / "chain.toml")
 
 

@@ -129,7 +129,7 @@ def test_list_plugins_table_shows_the_builtins(builtins_only):
     assert lines[0].split() == ["DISTRIBUTION", "VERSION", "STATUS", "KIND", "NAMES"]
     row = next(ln for ln in lines if ln.startswith("wflp "))
     assert row.split()[:4] == ["wflp", wflp.__version__, "ok", "calculators"]
-    assert row.endswith("emt, lj")
+    assert row.endswith("committee, emt, lj")
     assert any(ln.split()[:1] == ["selectors"] and "select_by_index" in ln for ln in lines)
 
 
@@ -150,7 +150,8 @@ def test_list_plugins_kind_filter(builtins_only):
     core = next(r for r in json.loads(result.stdout) if r["distribution"] == "wflp")
     assert set(core["registered"]) == {"selectors"}
     table = invoke("list-plugins", "--kind", "calculators").stdout
-    assert "emt, lj" in table and "select_by_index" not in table and "executors" not in table
+    assert "committee, emt, lj" in table
+    assert "select_by_index" not in table and "executors" not in table
     bad = invoke("list-plugins", "--kind", "potatoes")
     assert bad.exit_code == 2
     assert "--kind" in bad.stderr and "calculators" in bad.stderr

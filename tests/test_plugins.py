@@ -75,7 +75,7 @@ def test_builtins_are_registered_through_the_hooks():
     [record] = pm.report()
     assert (record.distribution, record.status, record.entry_point) == ("wflp", "ok", None)
     assert record.registered == {
-        "calculators": ["emt", "lj"],
+        "calculators": ["committee", "emt", "lj"],
         "generators": ["atoms_and_dimers", "isolated_atoms", "md", "minima_hopping",
                        "normal_modes", "optimize", "sample_normal_modes", "supercells"],
         "selectors": ["select_by_bool", "select_by_distance", "select_by_index",
@@ -299,7 +299,7 @@ def test_unknown_name_lists_available_names_failures_and_the_pip_hint():
     assert isinstance(err.value, KeyError) and isinstance(err.value, WflpError)
     message = str(err.value)
     assert "no calculator named 'mace_mp'" in message
-    assert "available calculators: emt, fix_morse, lj" in message
+    assert "available calculators: committee, emt, fix_morse, lj" in message
     assert "wflp-fix-broken" in message and "wflpfix_module_that_is_not_installed" in message
     assert "pip install wflp-mace-mp" in message
 

@@ -13,7 +13,11 @@ optimize, plugins):
 - which parameters, properties and key prefixes are valid, checked before anything
   runs (:func:`check_calculator`, :func:`check_properties`, :func:`check_prefix`);
 - which stored keys are a prefix's results, removed before a new outcome is stored
-  (:func:`clear_results`).
+  (:func:`clear_results`);
+- committees (:mod:`wflp.calculators.committee`): several calculators given as one,
+  whose members are built, reset, checked and described each like a single calculator
+  (:func:`committee_members`), and whose spread ``calculate`` stores beside the means
+  (:func:`extra_results`).
 """
 
 from __future__ import annotations
@@ -63,6 +67,44 @@ def _registered(name: str) -> Any:
     from ..plugins import get_calculator
 
     return get_calculator(name)
+
+
+def committee_members(calculator: Any, where: str = "calculate") -> Optional[list]:
+    """The members of *calculator* if it is a committee (a ``Committee`` object, or a spec
+    whose constructor is that class or a name registered for it), else None.
+
+    A committee spec whose members are not a non-empty list is a ParameterError naming
+    *where*."""
+    import sys
+
+    module = sys.modules.get("wflp.calculators.committee")
+    if not _is_spec(calculator):
+        if module is not None and isinstance(calculator, module.Committee):
+            return list(calculator.member_specs)
+        return None
+    try:
+        ctor, args, kwargs = split_spec(calculator)
+    except ParameterError:
+        return None
+    if isinstance(ctor, str):
+        try:
+            if _registered(ctor).factory != COMMITTEE_FACTORY:
+                return None
+        except WflpError:
+            return None  # an unknown name: the caller's own checks say so
+    elif not inspect.isclass(ctor) or module is None or not issubclass(ctor, module.Committee):
+        return None  # (no Committee class can exist before its module is imported)
+    from .committee import members_argument
+
+    return members_argument(args, kwargs, f"{where}: calculator {_shown(calculator)}")
+
+
+COMMITTEE_FACTORY = "wflp.calculators.committee:Committee"
+
+
+def _shown(calculator: Any) -> str:
+    ctor = calculator[0] if isinstance(calculator, (tuple, list)) else calculator
+    return repr(ctor) if isinstance(ctor, str) else getattr(ctor, "__qualname__", repr(ctor))
 
 
 def construct_calculator(calculator: Any) -> Any:
@@ -141,13 +183,16 @@ def clear_results(atoms: Any, prefix: str) -> None:
     (old results, an old ``calc_failed``, keys written by other tools), except ASE's own
     arrays (``positions``, ``numbers``, ``masses`` ...). Every key starts with the
     empty prefix: under it are only the names calculate writes, ASE's property names
-    (energy, forces ...) and calc_failed, calc_error, rundir.
+    (energy, forces ...), a committee's spreads (energy_std ...) and calc_failed,
+    calc_error, rundir.
     """
     if prefix:
         def under(key: Any) -> bool:
             return isinstance(key, str) and key.startswith(prefix)
     else:
-        names = set(known_properties()) | set(OUTCOME_NAMES)
+        from .committee import spread_names
+
+        names = set(known_properties()) | set(spread_names()) | set(OUTCOME_NAMES)
 
         def under(key: Any) -> bool:
             return key in names
@@ -190,6 +235,14 @@ def calculate_properties(calc: Any, atoms: Any, names: Sequence[str]) -> dict:
     return values
 
 
+def extra_results(calc: Any, names: Sequence[str]) -> dict:
+    """What *calc* computed beside the properties *names* in its last calculation and wants
+    stored with them (a committee's spread: energy_std, forces_std ...), by its
+    ``wflp_extra_results(names)`` method; {} for a calculator without one."""
+    method = getattr(calc, "wflp_extra_results", None)
+    return dict(method(list(names))) if callable(method) else {}
+
+
 # -- resetting ------------------------------------------------------------------------------
 
 def reset_interval(calculator: Any) -> int:
@@ -205,8 +258,15 @@ def reset_interval(calculator: Any) -> int:
 
     Declared by a registered calculator's ``CalculatorSpec(reset_interval=...)``, or
     by a ``wflp_reset_interval`` attribute of the calculator class (or instance);
-    ASE's EMT, LennardJones and MorsePotential are known to wflp.
+    ASE's EMT, LennardJones and MorsePotential are known to wflp. A committee is reset
+    as often as its members need together (the greatest common divisor of their
+    intervals, see wflp.calculators.committee.combined_reset_interval).
     """
+    members = committee_members(calculator)
+    if members is not None:
+        from .committee import combined_reset_interval
+
+        return combined_reset_interval([reset_interval(m) for m in members])
     if _is_spec(calculator):
         ctor, _args, _kwargs = split_spec(calculator)
         if isinstance(ctor, str):
@@ -229,13 +289,23 @@ def reset_interval(calculator: Any) -> int:
 
 # -- describing -----------------------------------------------------------------------------
 
-def describe_calculator(calculator: Any, describer: Any) -> Any:
-    """How records describe a calculator parameter (see the module docstring)."""
+def describe_calculator(calculator: Any, describer: Any,
+                        where: str = "parameters.calculator") -> Any:
+    """How records describe a calculator parameter (see the module docstring); a committee
+    by each of its members, described the same way."""
     from ..records import provider_of
 
-    where = "parameters.calculator"
     if calculator is None:
         return None
+    members = committee_members(calculator)
+    if members is not None:
+        from .committee import RESULT_VERSION, Committee
+
+        return {"committee": describer.callable(Committee, f"{where}.committee",
+                                                declared=True),
+                "result_version": RESULT_VERSION,
+                "members": [describe_calculator(m, describer, f"{where}.members[{i}]")
+                            for i, m in enumerate(members)]}
     if not _is_spec(calculator):
         desc = describer.describe(calculator, where)
         cls = type(calculator)
@@ -288,6 +358,11 @@ def check_calculator(calculator: Any, where: str = "calculate") -> None:
     whether an operation needs a calculator is the operation's own check."""
     if calculator is None:
         return
+    members = committee_members(calculator, where)
+    if members is not None:
+        for i, member in enumerate(members):
+            _check_member(member, f"{where}: committee member {i}")
+        return
     if not _is_spec(calculator):
         if not hasattr(calculator, "get_property"):
             raise ParameterError(
@@ -311,6 +386,25 @@ def check_calculator(calculator: Any, where: str = "calculate") -> None:
             raise ParameterError(f"{where}: calculator constructor {ctor!r} is not callable")
         what = f"calculator constructor {getattr(factory, '__qualname__', factory)}"
     check_call(factory, args, kwargs, where, what)
+
+
+def _check_member(member: Any, where: str) -> None:
+    """A committee member is checked as a calculator; a class that is not one (a typo's
+    ``dict``) is refused here, before a worker would build it."""
+    if member is None:
+        raise ParameterError(f"{where}: None is not a calculator; give an ASE calculator, a "
+                             "(constructor, args, kwargs) tuple or a registered name")
+    try:
+        check_calculator(member, where)
+    except WflpError as err:
+        if isinstance(err, ParameterError):
+            raise
+        raise ParameterError(str(err)) from None
+    if _is_spec(member):
+        ctor, _args, _kwargs = split_spec(member)
+        if inspect.isclass(ctor) and not hasattr(ctor, "get_property"):
+            raise ParameterError(f"{where}: {ctor.__qualname__} is not an ASE calculator "
+                                 "class (it has no get_property)")
 
 
 def check_call(func: Any, args: Sequence, kwargs: dict, where: str, what: str,
@@ -410,7 +504,15 @@ def known_properties() -> list[str]:
 
 
 def implemented_properties(calculator: Any) -> Optional[list[str]]:
-    """The properties *calculator* declares it computes, if that is known before building it."""
+    """The properties *calculator* declares it computes, if that is known before building it
+    (a committee: those all its members declare)."""
+    members = committee_members(calculator)
+    if members is not None:
+        from .committee import common_properties
+
+        each = [implemented_properties(m) for m in members]
+        return None if any(p is None for p in each) else common_properties(
+            [p for p in each if p is not None])
     if _is_spec(calculator):
         ctor, _a, _k = split_spec(calculator)
         if isinstance(ctor, str):
@@ -451,8 +553,9 @@ def check_properties(properties: Any, calculator: Any, where: str = "calculate")
                 f"it computes {', '.join(implemented)}")
 
 
-__all__ = ["ASE_ARRAYS", "KNOWN_RESET_INTERVALS", "OUTCOME_NAMES", "PREFIX_RULE",
-           "RESET_ATTRIBUTE", "calculate_properties", "calculator_prefix", "check_call",
-           "check_calculator", "check_prefix", "check_properties", "clear_results",
-           "construct_calculator", "describe_calculator", "implemented_properties",
+__all__ = ["ASE_ARRAYS", "COMMITTEE_FACTORY", "KNOWN_RESET_INTERVALS", "OUTCOME_NAMES",
+           "PREFIX_RULE", "RESET_ATTRIBUTE", "calculate_properties", "calculator_prefix",
+           "check_call", "check_calculator", "check_prefix", "check_properties",
+           "clear_results", "committee_members", "construct_calculator",
+           "describe_calculator", "extra_results", "implemented_properties",
            "known_properties", "reset_interval", "split_spec"]

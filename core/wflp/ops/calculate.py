@@ -15,6 +15,7 @@ from ..calculators import (
     check_properties,
     clear_results,
     construct_calculator,
+    extra_results,
     reset_interval,
 )
 from ..engine import item_time_limit, operation
@@ -45,7 +46,10 @@ def calculate(configs: list, calculator: Any, properties: Optional[list] = None,
 
     calculator: an ASE calculator, or (constructor, args, kwargs) for one that
     cannot be pickled (built once per worker process); the constructor may be the
-    name of a registered calculator (e.g. "xtb").
+    name of a registered calculator (e.g. "xtb"). A committee,
+    ("committee", [], {"members": [calculator, ...]}), stores the members' mean under
+    the prefix and their spread beside it (<prefix>energy_std, <prefix>forces_std per
+    atom, <prefix>max_force_std ...; see wflp.calculators.committee).
     properties: which to store (default: energy, free_energy, forces, stress,
     whichever the calculator implements; stress only for periodic cells). All of
     them come from one calculation per configuration.
@@ -129,6 +133,7 @@ def _evaluate(atoms: Atoms, calc: Any, wanted: list, prefix: str, raise_errors: 
     try:
         _check_finite(atoms)
         values = calculate_properties(calc, atoms, names)
+        values.update(extra_results(calc, names))
         failure = None
     except Exception as err:
         if raise_errors:
@@ -177,7 +182,7 @@ def store_results(atoms: Atoms, values: dict, prefix: str) -> None:
     natoms = len(atoms)
     for name, value in values.items():
         if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == natoms \
-                and name != "stress":
+                and name not in ("stress", "stress_std"):
             atoms.arrays[prefix + name] = np.array(value)
         elif isinstance(value, np.ndarray):
             atoms.info[prefix + name] = np.array(value)

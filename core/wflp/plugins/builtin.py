@@ -11,7 +11,8 @@ from .types import CalculatorSpec, ExecutorSpec, GeneratorSpec, SchedulerSpec, S
 
 @hookimpl
 def wflp_calculators() -> list[CalculatorSpec]:
-    """The ASE calculators wflp registers itself: ``emt`` and ``lj``."""
+    """The calculators wflp registers itself: ``emt`` and ``lj`` (ASE's), and ``committee``
+    (the mean and spread of several calculators)."""
     return [
         CalculatorSpec(
             name="emt", summary="Effective medium theory (ASE), for Al Cu Ag Au Ni Pd Pt, H C N O",
@@ -23,6 +24,10 @@ def wflp_calculators() -> list[CalculatorSpec]:
             factory="ase.calculators.lj:LennardJones",
             properties=("energy", "free_energy", "forces", "stress"), picklable=True,
             reset_interval=32),
+        CalculatorSpec(
+            name="committee", summary="mean and spread (std) of several calculators' results",
+            factory="wflp.calculators.committee:Committee",
+            properties=("energy", "free_energy", "forces", "stress")),
     ]
 
 
