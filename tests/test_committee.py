@@ -1,4 +1,4 @@
-"""A committee of calculators: the mean and spread of its members.
+"""A committee of calculators (the mean and spread of its members) and select_by_spread.
 
 The committee's results are checked against numpy over the members run alone, with real
 calculators (EMT and Lennard-Jones with different parameters); it runs in parallel, is
@@ -8,6 +8,7 @@ when a member fails on it.
 
 from __future__ import annotations
 
+import ase.io
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -17,14 +18,21 @@ from wflp import AutoparaInfo, ConfigSet, OutputSpec
 from wflp.calculators import committee_members, implemented_properties, reset_interval
 from wflp.calculators.committee import Committee, combined_reset_interval
 from wflp.errors import ParameterError, RecordMismatchError
-from wflp.ops import calculate
-from wflp.plugins import get_calculator
+from wflp.ops import calculate, select_by_spread
+from wflp.ops.selectors import largest_values
+from wflp.plugins import get_calculator, get_selector
 from wflp.records import read_record, record_path
 
 TWO_PROCESSES = AutoparaInfo(num_python_subprocesses=2)
 MEMBERS = ["emt", ("lj", [], {"sigma": 2.3, "rc": 5.0, "epsilon": 0.4}),
            (LennardJones, [], {"sigma": 2.35, "rc": 5.0, "epsilon": 0.35})]
 COMMITTEE = ("committee", [], {"members": MEMBERS})
+
+
+def with_sizes(n: int) -> list:
+    """Rattled Cu cells of 4 and 32 atoms, alternating: per-atom spreads differ from totals."""
+    small, large = rattled_cu(n, seed=1), rattled_cu(n, seed=2, repeat=2)
+    return [small[i] if i % 2 else large[i] for i in range(n)]
 
 
 # -- the committee ------------------------------------------------------------------------------
@@ -139,3 +147,58 @@ def test_members_decide_properties_reset_interval_and_spec_forms():
         "energy", "free_energy", "energies", "forces", "stress"]  # in EMT's order
     assert committee_members(Committee(MEMBERS)) == MEMBERS
     assert committee_members(("lj", [], {})) is None
+
+
+# -- select_by_spread -----------------------------------------------------------------------------
+
+def test_largest_values_ties_by_position_threshold_and_both():
+    values = np.array([0.1, 0.5, 0.3, 0.5, 0.2, 0.9])
+    assert largest_values(values, n_select=3) == [5, 1, 3]  # the two 0.5: the earlier first
+    assert largest_values(values, threshold=0.25) == [5, 1, 3, 2]
+    assert largest_values(values, n_select=2, threshold=0.6) == [5]
+    assert largest_values(values, threshold=1.0) == []
+
+
+def test_select_by_spread_keeps_the_largest_spread_per_atom(tmp_path):
+    configs = with_sizes(8)
+    source = tmp_path / "committee.xyz"
+    calculate(configs, OutputSpec(source), calculator=COMMITTEE)
+    evaluated = list(ConfigSet(source))
+    per_atom = np.array([a.info["committee_energy_std"] / len(a) for a in evaluated])
+    total = np.array([a.info["committee_energy_std"] for a in evaluated])
+    assert np.argsort(-per_atom)[:3].tolist() != np.argsort(-total)[:3].tolist()
+
+    serial, parallel = tmp_path / "sel.xyz", tmp_path / "sel2.xyz"
+    chosen = select_by_spread(ConfigSet(source), OutputSpec(serial), n_select=3)
+    select_by_spread(ConfigSet(source), OutputSpec(parallel), n_select=3,
+                     autopara_info=TWO_PROCESSES)
+    assert serial.read_bytes() == parallel.read_bytes()
+    largest = sorted(np.argsort(-per_atom, kind="stable")[:3].tolist())
+    assert [a.info["committee_energy"] for a in chosen] == [
+        evaluated[i].info["committee_energy"] for i in largest]
+
+    cut = float(np.sort(per_atom)[-5])  # exactly four lie above it
+    above = select_by_spread.indices(ConfigSet(source), threshold=cut).tolist()
+    assert sorted(above) == sorted(np.flatnonzero(per_atom > cut).tolist()) and len(above) == 4
+    forces = select_by_spread.indices(ConfigSet(source), n_select=2,
+                                      key="committee_max_force_std").tolist()
+    spread = [a.info["committee_max_force_std"] for a in evaluated]  # not per atom
+    assert forces == np.argsort(-np.array(spread), kind="stable")[:2].tolist()
+    assert get_selector("select_by_spread").load() is select_by_spread
+
+
+def test_select_by_spread_names_the_missing_key_and_its_file(tmp_path):
+    evaluated = list(calculate(rattled_cu(3), OutputSpec(), calculator=COMMITTEE))
+    first, second = tmp_path / "labelled.xyz", tmp_path / "unlabelled.xyz"
+    ase.io.write(first, evaluated)
+    ase.io.write(second, evaluated[:1] + rattled_cu(2))
+    with pytest.raises(ParameterError) as err:
+        select_by_spread(ConfigSet([first, second]), OutputSpec(tmp_path / "o.xyz"), n_select=1)
+    text = str(err.value)
+    assert f"configuration 4 (frame 1 of {str(second)!r})" in text
+    assert "Atoms.info['committee_energy_std']" in text
+    assert not (tmp_path / "o.xyz").exists()
+    with pytest.raises(ParameterError, match="give n_select"):
+        select_by_spread(evaluated, OutputSpec())
+    with pytest.raises(ParameterError, match="threshold must be a number"):
+        select_by_spread(evaluated, OutputSpec(), threshold="0.1")

@@ -79,8 +79,8 @@ def test_builtins_are_registered_through_the_hooks():
         "generators": ["atoms_and_dimers", "isolated_atoms", "md", "minima_hopping",
                        "normal_modes", "optimize", "sample_normal_modes", "supercells"],
         "selectors": ["select_by_bool", "select_by_distance", "select_by_index",
-                      "select_convex_hull", "select_cur", "select_flat_histogram",
-                      "select_fps"],
+                      "select_by_spread", "select_convex_hull", "select_cur",
+                      "select_flat_histogram", "select_fps"],
         "executors": ["pool", "queue", "serial"],
         "schedulers": ["local"],
     }

@@ -12,6 +12,7 @@ from .optimize import optimize
 from .selection import GlobalSelector, global_selector
 from .selectors import (
     select_by_distance,
+    select_by_spread,
     select_convex_hull,
     select_cur,
     select_flat_histogram,
@@ -24,5 +25,5 @@ __all__ = ["FittedModel", "GlobalSelector", "ModelFiles", "OutputModel", "atoms_
            "global_selector", "isolated_atoms", "map", "md", "minima_hopping",
            "normal_modes",
            "optimize", "sample_normal_modes", "select_by_bool", "select_by_distance",
-           "select_by_index", "select_convex_hull", "select_cur", "select_flat_histogram",
-           "select_fps", "supercells"]
+           "select_by_index", "select_by_spread", "select_convex_hull", "select_cur",
+           "select_flat_histogram", "select_fps", "supercells"]

@@ -44,8 +44,8 @@ import numpy as np
 from ase import Atoms
 
 from ..engine import operation
-from ..errors import ParameterError
-from .selection import check_configurations, global_selector
+from ..errors import OperationError, ParameterError
+from .selection import GlobalSelector, check_configurations, global_selector
 
 CUR_METHODS = ("deterministic", "stochastic")
 EIGEN_TOLERANCE = 1e-12   # eigenvalues below this fraction of the largest count as zero
@@ -683,7 +683,142 @@ def select_by_distance(atoms: Atoms, pair_distances: Any = None,
     return atoms if ok != bool(invert) else None
 
 
+# -- the spread of a committee (active learning) ------------------------------------------------
+
+DEFAULT_SPREAD_KEY = "committee_energy_std"
+
+
+def spread_per_atom(key: str, per_atom: Optional[bool]) -> bool:
+    """Whether the spread in *key* is divided by the number of atoms: *per_atom* if given,
+    else for an energy's spread (a key ending in 'energy_std') and not otherwise."""
+    return key.endswith("energy_std") if per_atom is None else bool(per_atom)
+
+
+def read_spread(atoms: Any, params: dict) -> list[float]:
+    """One number per configuration: ``info[key]`` (a committee's spread), divided by the
+    number of atoms if :func:`spread_per_atom` says so."""
+    key = params["key"]
+    info = getattr(atoms, "info", None)
+    if info is None:
+        raise ValueError(f"the item is a {type(atoms).__name__}, not a configuration (Atoms)")
+    if key not in info:
+        if key in getattr(atoms, "arrays", {}):
+            raise ValueError(f"{key!r} is a per-atom array (Atoms.arrays); this selector needs "
+                             "one number per configuration (e.g. key='committee_max_force_std')")
+        raise ValueError(_missing_spread(key))
+    value = np.asarray(info[key], dtype=float)
+    if value.size != 1:
+        raise ValueError(f"Atoms.info[{key!r}] holds {value.size} numbers; select_by_spread "
+                         "needs one number per configuration")
+    number = float(value.ravel()[0])
+    if spread_per_atom(key, params["per_atom"]):
+        if len(atoms) == 0:
+            raise ValueError("it has no atoms, so it has no spread per atom")
+        number /= len(atoms)
+    return [number]
+
+
+def _missing_spread(key: str) -> str:
+    return (f"it has no Atoms.info[{key!r}]: evaluate the configurations with a committee "
+            "first (calculate(..., calculator=('committee', [], {'members': [...]})) stores "
+            "committee_energy_std, committee_max_force_std ...) or pass key= naming the spread")
+
+
+def _check_spread(params: dict, seed: Optional[int]) -> None:
+    _check_key("select_by_spread", params["key"])
+    n_select, threshold = params["n_select"], params["threshold"]
+    if n_select is None and threshold is None:
+        raise ParameterError("select_by_spread: give n_select (keep that many configurations "
+                             "of largest spread), threshold (keep every one above it), or both")
+    if n_select is not None:
+        _check_count("select_by_spread", n_select)
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, Real)
+                                  or not np.isfinite(float(threshold))):
+        raise ParameterError(f"select_by_spread: threshold must be a number (same units as "
+                             f"info[key], per atom if per_atom) or None, got {threshold!r}")
+    if params["per_atom"] is not None and not isinstance(params["per_atom"], bool):
+        raise ParameterError(f"select_by_spread: per_atom must be true, false or None (per "
+                             f"atom for an energy's spread), got {params['per_atom']!r}")
+
+
+def largest_values(values: np.ndarray, n_select: Optional[int] = None,
+                   threshold: Optional[float] = None) -> list[int]:
+    """Positions of the largest *values*, largest first (ties: the earlier position first):
+    those above *threshold* (if given), at most *n_select* of them (if given)."""
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(-values, kind="stable")
+    if threshold is not None:
+        order = order[values[order] > float(threshold)]
+    elif n_select is not None:
+        _enough("select_by_spread", n_select, len(values), 0)
+    if n_select is not None:
+        order = order[:n_select]
+    return [int(i) for i in order]
+
+
+class SpreadSelector(GlobalSelector):
+    """A global selector whose error for a configuration without the key names the file
+    (and frame) it came from."""
+
+    def __reduce__(self) -> tuple[Any, tuple]:
+        return (_rebuild_spread_selector, (self.func, self.name, self.read, self.version,
+                                           self.summary, self.check, self.describe))
+
+    def read_rows(self, inputs: Any, params: dict, info: Any, what: str = "inputs"
+                  ) -> np.ndarray:
+        """The rows (see GlobalSelector.read_rows); a missing key is a ParameterError naming
+        the first configuration without it, its file and frame."""
+        try:
+            return super().read_rows(inputs, params, info, what)
+        except (OperationError, ParameterError) as err:
+            where = first_without(inputs, params["key"])
+            if where is None:
+                raise
+            raise ParameterError(f"{self.name}: {where} of the {what}: "
+                                 f"{_missing_spread(params['key'])}") from err
+
+
+def _rebuild_spread_selector(func, name, read, version, summary, check, describe):
+    return SpreadSelector(func, name, read=read, version=version, summary=summary, check=check,
+                          describe=describe)
+
+
+def first_without(inputs: Any, key: str) -> Optional[str]:
+    """'configuration 3 (frame 1 of 'md.xyz')': where the first configuration of *inputs*
+    without ``info[key]`` is, or None if every one has it."""
+    position = 0
+    for group in inputs.groups():
+        files = [str(f) for f in group.files]
+        for frame, atoms in enumerate(group):
+            if key not in getattr(atoms, "info", {}):
+                if len(files) == 1:
+                    source = f"frame {frame} of {files[0]!r}"
+                elif files:
+                    source = f"in one of {', '.join(map(repr, files))}"
+                else:
+                    source = "given in memory"
+                return f"configuration {position} ({source})"
+            position += 1
+    return None
+
+
+def _spread_selector(choose: Any) -> SpreadSelector:
+    return SpreadSelector(choose, "select_by_spread", read=read_spread, version="1",
+                          check=_check_spread)
+
+
+@_spread_selector
+def select_by_spread(rows: np.ndarray, n_select: Optional[int] = None,
+                     threshold: Optional[float] = None, key: str = DEFAULT_SPREAD_KEY,
+                     per_atom: Optional[bool] = None) -> list[int]:
+    """Keep the configurations of largest committee spread (info[key], per atom for an
+    energy's): the n_select largest, every one above threshold, or at most n_select of
+    those above threshold."""
+    return largest_values(rows[:, 0], n_select=n_select, threshold=threshold)
+
+
 __all__ = ["cur", "farthest_points", "flat_histogram", "identical_rows", "read_quantity",
            "read_energy_composition", "read_vector", "hull_distances", "select_by_distance",
            "select_convex_hull", "select_cur", "select_flat_histogram", "select_fps",
-           "too_close"]
+           "too_close", "SpreadSelector", "first_without", "largest_values", "read_spread",
+           "select_by_spread"]

@@ -84,6 +84,9 @@ def wflp_selectors() -> list[SelectorSpec]:
         SelectorSpec(name="select_by_distance",
                      summary="drop configurations with atoms closer than per-pair thresholds",
                      operation="wflp.ops.selectors:select_by_distance"),
+        SelectorSpec(name="select_by_spread",
+                     summary="largest (or above a threshold) spread of a committee's results",
+                     operation="wflp.ops:select_by_spread"),
     ]
 
 
