@@ -78,9 +78,13 @@ reports="$(mktemp -d)"
 trap 'rm -rf "${reports}"' EXIT
 
 # Suites that mostly wait for their own service run beside the others (their output is
-# shown when they end): Grid Engine's runs in its own network namespace and shares
-# nothing with the Slurm suites. WFLP_TEST_BESIDE="" runs every suite in turn.
-beside=" ${WFLP_TEST_BESIDE-plugins/wflp-sge/tests} "
+# shown when they end). WFLP_TEST_BESIDE lists them in groups separated by spaces; the
+# suites of one group, joined by "+", run one after the other. Grid Engine's runs in its
+# own network namespace and shares nothing; slurm, pbs and dask's SLURMCluster share the
+# one test Slurm (a test holds all of its cores to make a job queue), so they take turns.
+# WFLP_TEST_BESIDE="" runs every suite in turn.
+beside_groups="${WFLP_TEST_BESIDE-plugins/wflp-sge/tests plugins/wflp-slurm/tests+plugins/wflp-pbs/tests+plugins/wflp-dask/tests}"
+beside=" ${beside_groups//+/ } "
 background=()
 
 check_rc() {  # check_rc ROOT RC INDEX: what a pytest exit status means for the run
@@ -102,34 +106,51 @@ check_rc() {  # check_rc ROOT RC INDEX: what a pytest exit status means for the 
 }
 n_args=$#
 
-# the core first, then the suites that run beside the others (so they start early)
+run_beside() {  # run_beside "IDX:ROOT IDX:ROOT ...": one group, in order, in the background
+    local entry idx root suite_start rc
+    for entry in $1; do
+        idx=${entry%%:*}
+        root=${entry#*:}
+        suite_start=$(date +%s)
+        rc=0
+        python -m pytest "${root}" --junitxml="${reports}/${idx}.xml" --durations=8 \
+            "${@:2}" >"${reports}/${idx}.log" 2>&1 || rc=$?
+        echo "${rc} $(( $(date +%s) - suite_start ))" >"${reports}/${idx}.rc"
+    done
+}
+
+is_test_root() {
+    local r
+    for r in "${test_roots[@]}"; do [[ "${r}" == "$1" ]] && return 0; done
+    return 1
+}
+
+# the suites beside the others start first, then the core, then the rest in turn
+i=0
+for group in ${beside_groups}; do
+    entries=""
+    for root in ${group//+/ }; do
+        is_test_root "${root}" || continue   # e.g. a plugin this Python cannot install
+        i=$((i + 1))
+        entries+=" ${i}:${root}"
+        background+=("${i}:${root}")
+    done
+    [[ -n "${entries}" ]] || continue
+    echo "== pytest ${group//+/, then } (beside the other suites; output at the end)"
+    run_beside "${entries}" "$@" &
+done
+
 ordered=()
 for root in "${test_roots[@]}"; do [[ "${root}" == "tests" ]] && ordered+=("${root}"); done
-for root in "${test_roots[@]}"; do
-    [[ "${root}" != "tests" && "${beside}" == *" ${root} "* ]] && ordered+=("${root}")
-done
 for root in "${test_roots[@]}"; do
     [[ "${root}" != "tests" && "${beside}" != *" ${root} "* ]] && ordered+=("${root}")
 done
 
-i=0
 for root in "${ordered[@]}"; do
     i=$((i + 1))
     parallel=()
     if [[ "${root}" == "tests" && "${workers}" != "0" ]] && python -c "import xdist" 2>/dev/null; then
         parallel=(-n "${workers}" --dist loadfile)
-    fi
-    if [[ "${root}" != "tests" && "${beside}" == *" ${root} "* ]]; then
-        echo "== pytest ${root} (beside the other suites; its output follows at the end)"
-        (
-            suite_start=$(date +%s)
-            rc=0
-            python -m pytest "${root}" --junitxml="${reports}/${i}.xml" --durations=8 \
-                "$@" >"${reports}/${i}.log" 2>&1 || rc=$?
-            echo "${rc} $(( $(date +%s) - suite_start ))" >"${reports}/${i}.rc"
-        ) &
-        background+=("${i}:${root}")
-        continue
     fi
     echo "== pytest ${root}"
     rc=0
