@@ -104,6 +104,16 @@ def test_a_failing_member_fails_that_configuration_alone():
         np.testing.assert_array_equal(at.arrays["committee_forces"], ref.arrays["committee_forces"])
 
 
+def test_a_committee_object_is_the_computation_of_its_spec(tmp_path):
+    configs = rattled_cu(3)
+    by_spec, by_object = tmp_path / "spec.xyz", tmp_path / "object.xyz"
+    calculate(configs, OutputSpec(by_spec), calculator=COMMITTEE)
+    calculate(configs, OutputSpec(by_object), calculator=Committee(MEMBERS))
+    assert by_object.read_bytes() == by_spec.read_bytes()  # committee_ keys in both
+    assert read_record(record_path(by_object)).parameters["calculator"] == read_record(
+        record_path(by_spec)).parameters["calculator"]
+
+
 @pytest.mark.parametrize("calculator, message", [
     (("committee", [], {"members": []}), "a committee needs members: a non-empty list"),
     (("committee", [], {"members": "emt"}), "a committee needs members: a non-empty list"),

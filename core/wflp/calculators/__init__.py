@@ -135,7 +135,10 @@ def construct_calculator(calculator: Any) -> Any:
 
 
 def calculator_prefix(calculator: Any, calc: Any) -> str:
-    """Default key prefix: the registered name, or the calculator's class name, plus '_'."""
+    """Default key prefix: the registered name, or the calculator's class name, plus '_'
+    (a committee, given in any form: 'committee_')."""
+    if committee_members(calculator) is not None:
+        return "committee_"
     if isinstance(calculator, str):
         return f"{calculator}_"
     if isinstance(calculator, (tuple, list)) and isinstance(calculator[0], str):
