@@ -68,9 +68,7 @@ fi
 
 # The core's tests are independent of each other (each has its own tmp_path and job
 # store), so with pytest-xdist they run in two processes, a test file per process at a
-# time; WFLP_TEST_WORKERS=0 runs them in one. Plugin suites run one at a time, except
-# those named below, which run beside them.
-parallel=()
+# time; WFLP_TEST_WORKERS=0 runs them in one, and the plugin suites in one lane.
 workers="${WFLP_TEST_WORKERS:-2}"
 timings=()
 
@@ -141,24 +139,55 @@ for group in ${beside_groups}; do
 done
 
 ordered=()
-for root in "${test_roots[@]}"; do [[ "${root}" == "tests" ]] && ordered+=("${root}"); done
 for root in "${test_roots[@]}"; do
     [[ "${root}" != "tests" && "${beside}" != *" ${root} "* ]] && ordered+=("${root}")
 done
 
-for root in "${ordered[@]}"; do
+run_suite() {  # run_suite ROOT [PYTEST ARGS...]: in the foreground, output as it comes
+    local root=$1
+    shift
     i=$((i + 1))
-    parallel=()
-    if [[ "${root}" == "tests" && "${workers}" != "0" ]] && python -c "import xdist" 2>/dev/null; then
-        parallel=(-n "${workers}" --dist loadfile)
-    fi
     echo "== pytest ${root}"
-    rc=0
+    local rc=0 suite_start
     suite_start=$(date +%s)
-    python -m pytest "${root}" --junitxml="${reports}/${i}.xml" --durations=8 \
-        "${parallel[@]}" "$@" || rc=$?
+    python -m pytest "${root}" --junitxml="${reports}/${i}.xml" --durations=8 "$@" || rc=$?
     timings+=("$(( $(date +%s) - suite_start )) s  ${root}")
     check_rc "${root}" "${rc}" "${i}"
+}
+
+# the core first, on both cores: two pytest-xdist processes, a file at a time
+if is_test_root tests; then
+    parallel=()
+    if [[ "${workers}" != "0" ]] && python -c "import xdist" 2>/dev/null; then
+        parallel=(-n "${workers}" --dist loadfile)
+    fi
+    run_suite tests "${parallel[@]}" "$@"
+fi
+
+# then the plugin suites, in two lanes: every other one in a second lane beside the first
+# (WFLP_TEST_WORKERS=0: one lane). Most are short and use one core; run one after the
+# other they left the second core idle.
+first_lane=()
+second_lane=""
+second_names=""
+n=0
+for root in "${ordered[@]}"; do
+    n=$((n + 1))
+    if [[ "${workers}" != "0" && $((n % 2)) -eq 0 ]]; then
+        i=$((i + 1))
+        second_lane+=" ${i}:${root}"
+        second_names+=" ${root}"
+        background+=("${i}:${root}")
+    else
+        first_lane+=("${root}")
+    fi
+done
+if [[ -n "${second_lane}" ]]; then
+    echo "== pytest${second_names} (a second lane, in turn; output at the end)"
+    run_beside "${second_lane}" "$@" &
+fi
+for root in "${first_lane[@]}"; do
+    run_suite "${root}" "$@"
 done
 
 for entry in "${background[@]}"; do
