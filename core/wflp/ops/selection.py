@@ -9,12 +9,17 @@ three passes:
    ``read(atoms, parameters)`` (a descriptor vector in ``Atoms.info``, an energy
    per atom ...). The engine runs it like any operation (in worker processes if
    asked); only the rows come back, so memory holds descriptors, never
-   configurations;
+   configurations. A reader marked :func:`info_vector_reader` (``read_vector``, the
+   descriptor of CUR and FPS) is not run at all when every input is a plain
+   extended-XYZ file: the rows come from the files' comment lines
+   (:mod:`wflp.io.extxyz_rows`, some 10x faster than building the frames), or, where
+   that cannot be done with certainty, from the reader as above;
 2. **choose**: ``choose(rows, **parameters, rng=...)`` returns the positions of the
    configurations to keep. It must be a pure function of the rows, the parameters
    and the seed, so that serial and parallel runs choose the same;
 3. **write**: the chosen configurations, in input order, by the existing
-   ``select_by_index`` operation.
+   ``select_by_index`` operation, over the inputs with every configuration not chosen
+   replaced by None (:class:`ChosenOnly`), so that only chosen frames are parsed.
 
 A file output has a record like every operation's, whose identity holds the
 selector's name, version and code (``choose`` and ``read``), its parameters (and
@@ -41,12 +46,13 @@ import errno
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from ..configset import ConfigSet, FileGroup
 from ..engine.info import reuse_mode
 from ..engine.operation import Operation
 from ..errors import (
@@ -57,6 +63,8 @@ from ..errors import (
     RecordError,
     WflpError,
 )
+from ..io.extxyz import read_frame_refs
+from ..io.extxyz_rows import chosen_frame_refs
 
 log = logging.getLogger("wflp")
 
@@ -163,6 +171,11 @@ class GlobalSelector(Operation):
         """The rows of every configuration of *inputs*, as one float array (pass 1)."""
         from ..configset import OutputSpec
 
+        matrix = rows_from_comment_lines(inputs, self.read, params, info)
+        if matrix is not None:
+            log.info("%s: read %d rows of %d values from the comment lines of the %s",
+                     self.name, matrix.shape[0], matrix.shape[1], what)
+            return matrix
         rows = self._read_op(inputs, OutputSpec(), self.read, _plain(params), self.name,
                              autopara_info=info)
         if rows is None:  # queued jobs not waited for (RemoteInfo): a rerun collects them
@@ -220,6 +233,110 @@ def global_selector(name: str | None = None, *, read: Reader, version: str = "1"
 
 
 # -- pass 1: reading rows ---------------------------------------------------------------------
+
+INFO_VECTOR_ATTRIBUTE = "__wflp_info_vector__"
+
+
+def info_vector_reader(param: str = "key") -> Callable[[Reader], Reader]:
+    """Decorator for a reader that returns ``np.asarray(atoms.info[params[param]],
+    dtype=float)``, and raises for a configuration without that entry.
+
+    A selector with such a reader takes its rows from the comment lines of plain
+    extended-XYZ input files (:func:`wflp.io.extxyz_rows.read_info_vectors`) instead of
+    building every configuration; whatever that cannot read with certainty is read with
+    the reader, as before.
+    """
+
+    def mark(read: Reader) -> Reader:
+        setattr(read, INFO_VECTOR_ATTRIBUTE, param)
+        return read
+
+    return mark
+
+
+def _plain_extxyz_groups(node: Any) -> Optional[list]:
+    """The FileGroups of a ConfigSet tree if it holds nothing else and each is a whole
+    extended-XYZ file read without options; else None."""
+    from ..configset import FileGroup
+
+    if isinstance(node, FileGroup):
+        plain = node.format == "extxyz" and node.index == ":" and not node.read_kwargs
+        return [node] if plain else None
+    if not isinstance(node, list):
+        return None
+    groups: list = []
+    for child in node:
+        found = _plain_extxyz_groups(child)
+        if found is None:
+            return None
+        groups.extend(found)
+    return groups
+
+
+def rows_from_comment_lines(inputs: Any, read: Reader, params: dict, info: Any = None
+                            ) -> Optional[np.ndarray]:
+    """The rows of *inputs* read from extended-XYZ comment lines, when *read* is an
+    :func:`info_vector_reader` and every input is a plain extended-XYZ file whose frames
+    all carry the entry in a form read with certainty; None otherwise (read as before,
+    which also gives the errors it always gave).
+
+    With several local processes (*info*, an AutoparaInfo), each reads a share of every
+    file (see :func:`wflp.io.extxyz_rows.read_info_share`).
+    """
+    from ..io.extxyz_rows import merge_shares, read_info_share
+
+    param = getattr(read, INFO_VECTOR_ATTRIBUTE, None)
+    key = params.get(param) if param is not None else None
+    if not isinstance(key, str):
+        return None
+    groups = _plain_extxyz_groups(inputs.tree)
+    if not groups:
+        return None
+    shares = _local_processes(info)
+    tasks = [(str(group.path), key, share, shares) for group in groups
+             for share in range(shares)]
+    if shares == 1:
+        parts = [read_info_share(*task) for task in tasks]
+    else:
+        from ..configset import OutputSpec
+
+        try:
+            done = _READ_SHARES(ConfigSet.from_items(tasks), OutputSpec(), autopara_info=info)
+        except WflpError:  # cannot happen (a share answers None instead): read as before
+            log.debug("reading rows from comment lines failed", exc_info=True)
+            return None
+        if done is None:
+            return None
+        parts = done.to_list()
+    blocks: list[np.ndarray] = []
+    for i in range(len(groups)):
+        block = merge_shares(parts[i * shares:(i + 1) * shares])
+        if block is None or (blocks and block.shape[1] != blocks[0].shape[1]):
+            return None
+        blocks.append(block)
+    return blocks[0] if len(blocks) == 1 else np.vstack(blocks)
+
+
+def _local_processes(info: Any) -> int:
+    """How many processes read shares of the files: those of the local pool, else 1 (queued
+    jobs or other executors' workers may not see the files as this process does, and
+    would gain little on a read this cheap)."""
+    from ..engine.executor import executor_name
+
+    if info is None or executor_name(info) != "pool":
+        return 1
+    return max(1, int(info.num_python_subprocesses or 1))
+
+
+def _read_share_chunk(tasks: list) -> list:
+    from ..io.extxyz_rows import read_info_share
+
+    return [(read_info_share(*task),) for task in tasks]
+
+
+_READ_SHARES = Operation(_read_share_chunk, "reading rows from comment lines",
+                         version=FORM_VERSION, per="chunk")
+
 
 def _read_chunk(items: list, read: Reader, params: dict, selector: str, index: list) -> list:
     out = []
@@ -420,7 +537,8 @@ class _SelectionRun:
         files = work.output_files(self.outputs.files)
         inner = OutputSpec(files if len(files) > 1 else files[0], format=self.outputs.format,
                            write_kwargs=self.outputs.write_kwargs, overwrite=True)
-        if select_by_index(self.inputs, inner, chosen, autopara_info=self.info) is None:
+        inputs = ChosenOnly(self.inputs, chosen)
+        if select_by_index(inputs, inner, chosen, autopara_info=self.info) is None:
             raise _Pending  # queued jobs not waited for: the work folder keeps the choice
         return files
 
@@ -447,6 +565,59 @@ class _SelectionRun:
                                    fingerprint, outputs, describer,
                                    engine={"global_selection": FORM_VERSION},
                                    providers=providers)
+
+
+class ChosenOnly(ConfigSet):
+    """The inputs of the write pass, with every item that is not chosen replaced by None.
+
+    select_by_index drops those anyway; this way the frames of an extended-XYZ file that
+    are not chosen are only framed, never parsed (nor sent to a worker). The tree is the
+    inputs' own, so the write pass has the same fingerprint, record and chunks as before,
+    and the chosen frames arrive as they always did: parsed here, or as FrameRefs that the
+    worker parses.
+    """
+
+    def __init__(self, inputs: ConfigSet, chosen: Iterable[int]):
+        self._root = inputs.tree
+        self._chosen = frozenset(int(i) for i in chosen)
+
+    def iter_with_loc(self, lazy_frames: bool = False) -> Iterator[tuple[tuple[int, ...], Any]]:
+        """(location, item) as for the inputs, with None for each item not chosen."""
+        yield from self._walk(self._root, (), lazy_frames, [0])
+
+    def _walk(self, node: Any, loc: tuple[int, ...], lazy_frames: bool,
+              seen: list[int]) -> Iterator[tuple[tuple[int, ...], Any]]:
+        """Like the ConfigSet's walk; seen[0] counts the items yielded so far."""
+        chosen = self._chosen
+        if isinstance(node, FileGroup):
+            refs = node.frame_refs()  # None unless wflp's own extxyz reader reads the file
+            framed = (chosen_frame_refs(node.path, seen[0], chosen) if refs is not None
+                      else None)
+            if framed is not None:  # plain frames: framed without keeping their lines
+                count, wanted = framed
+                seen[0] += count
+                for i in range(count):
+                    ref = wanted.get(i)
+                    yield loc + (i,), (None if ref is None else ref if lazy_frames
+                                       else read_frame_refs([ref])[0])
+                return
+            for i, item in enumerate(refs if refs is not None else node):
+                if seen[0] not in chosen:
+                    item = None
+                elif refs is not None and not lazy_frames:
+                    item = read_frame_refs([item])[0]
+                seen[0] += 1
+                yield loc + (i,), item
+        elif isinstance(node, list):
+            for i, child in enumerate(node):
+                if isinstance(child, (list, FileGroup)):
+                    yield from self._walk(child, loc + (i,), lazy_frames, seen)
+                else:
+                    yield loc + (i,), (child if seen[0] in chosen else None)
+                    seen[0] += 1
+        else:
+            yield loc, (node if seen[0] in chosen else None)
+            seen[0] += 1
 
 
 def _beside(inner: Path, final: Path) -> Path:
@@ -533,5 +704,6 @@ class WorkFolder:
                 os.unlink(self.folder)
 
 
-__all__ = ["FORM_VERSION", "GlobalSelector", "as_configset", "blas_threads", "check_chosen",
-           "check_configurations", "describe_configurations", "global_selector", "stack_rows"]
+__all__ = ["FORM_VERSION", "ChosenOnly", "GlobalSelector", "as_configset", "blas_threads",
+           "check_chosen", "check_configurations", "describe_configurations", "global_selector",
+           "info_vector_reader", "rows_from_comment_lines", "stack_rows"]

@@ -45,7 +45,7 @@ from ase import Atoms
 
 from ..engine import operation
 from ..errors import OperationError, ParameterError
-from .selection import GlobalSelector, check_configurations, global_selector
+from .selection import GlobalSelector, check_configurations, global_selector, info_vector_reader
 
 CUR_METHODS = ("deterministic", "stochastic")
 EIGEN_TOLERANCE = 1e-12   # eigenvalues below this fraction of the largest count as zero
@@ -54,6 +54,7 @@ ROW_BLOCK = 8192          # rows per block when scoring: bounds temporary memory
 
 # -- reading rows -----------------------------------------------------------------------------
 
+@info_vector_reader("key")  # rows of plain extxyz files come from their comment lines
 def read_vector(atoms: Any, params: dict) -> np.ndarray:
     """The descriptor vector of one configuration: ``atoms.info[params["key"]]``."""
     key = params["key"]
