@@ -257,6 +257,10 @@ def test_several_files_in_and_out_two_processes(tmp_path, monkeypatch):
     fast, slow = run_both(monkeypatch, select)
     assert fast == slow
     assert sum(x.count(b"Properties=") for x in fast if x) == 5
+    # the two processes each read a share of each file, and the rows come back in order
+    rows = selection_module.rows_from_comment_lines(ConfigSet([a, b]), select_fps.read,
+                                                    {"key": "soap"}, info)
+    assert np.array_equal(rows, np.vstack([ase_rows(a), ase_rows(b)]))
 
 
 def test_a_missing_key_is_the_same_error_as_before(tmp_path, monkeypatch):
