@@ -10,6 +10,9 @@ decaying spectrum) and on Gaussian rows (a flat spectrum, the slowest for Lanczo
 Part 2 runs ``select_cur`` over an extended-XYZ file of N configurations with
 descriptors in info (reading the rows with 2 worker processes, choosing, writing).
 Targets (issue 17): part 1 <= 2 s on descriptor-like rows, part 2 <= 30 s for 1e5.
+Part 1 also prints how well the chosen rows C span all rows X, ||X - X C^+ C||_F /
+||X||_F (smaller is better: a faster choice must not choose worse), and the machine's
+load before the run.
 Prints a Markdown table; times are the best of --rounds. --ase-baseline adds one timing of
 reading the same rows with plain ASE (``ase.io.iread``, then ``info["soap"]``), which is
 what the selection's read pass did before it read comment lines (about 45 s at 1e5).
@@ -36,13 +39,20 @@ def descriptor_like(n: int, d: int, seed: int = 0) -> np.ndarray:
     return rows + 1.0
 
 
-def best_of(rounds: int, func) -> float:
+def best_of(rounds: int, func) -> tuple[float, object]:
+    """The shortest of *rounds* calls, and what the last call returned."""
     times = []
     for _ in range(rounds):
         start = time.perf_counter()
-        func()
+        result = func()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return min(times), result
+
+
+def reconstruction_error(rows: np.ndarray, chosen: list) -> float:
+    """||X - X P||_F / ||X||_F, with P the projector on the span of the chosen rows."""
+    span, _ = np.linalg.qr(rows[chosen].T)
+    return float(np.linalg.norm(rows - (rows @ span) @ span.T) / np.linalg.norm(rows))
 
 
 def write_pool(path: Path, n: int, d: int) -> None:
@@ -65,16 +75,21 @@ def main() -> None:
                         help="part 2: also time reading the rows with plain ase.io.iread")
     args = parser.parse_args()
 
+    from bench_common import machine
     from wflp.ops.selectors import cur
 
-    print("| run | rows x length | picks | seconds |")
-    print("| --- | --- | --- | --- |")
+    host = machine()
+    print(f"<!-- {host['cpu']}, {host['cores']} cores, commit {host['commit']}, load average "
+          f"{' '.join(f'{x:.2f}' for x in host['loadavg_before'])} -->")
+    print("| run | rows x length | picks | seconds | reconstruction error |")
+    print("| --- | --- | --- | --- | --- |")
     for kind, rows in (("descriptor-like", descriptor_like(10_000, 855)),
                        ("gaussian", np.random.default_rng(0).normal(size=(10_000, 855)))):
         if args.skip_choice:
             break
-        seconds = best_of(args.rounds, lambda rows=rows: cur(rows, 130))
-        print(f"| cur deterministic, {kind} | 10000 x 855 | 130 | {seconds:.2f} |", flush=True)
+        seconds, chosen = best_of(args.rounds, lambda rows=rows: cur(rows, 130))
+        print(f"| cur deterministic, {kind} | 10000 x 855 | 130 | {seconds:.2f} "
+              f"| {reconstruction_error(rows, chosen):.3e} |", flush=True)
     if args.skip_files:
         return
 

@@ -294,6 +294,30 @@ def test_deterministic_cur_chooses_as_the_full_eigh_did(n, d, n_select, kind, la
     assert cur(rows, n_select) == reference_cur(rows, n_select)
 
 
+def test_deterministic_cur_solves_its_eigenproblems_on_one_blas_thread(monkeypatch):
+    """Thousands of small products per choice: shared between threads they took twice as
+    long on 2 cores; the caller's thread count is back afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from wflp.ops import selectors
+
+    rows = descriptor_like(400, 200, seed=7)  # long descriptors: the Lanczos path
+    seen = []
+    top = selectors._ProjectedTop.top
+
+    def spy(self, k):
+        seen.append(max(lib["num_threads"] for lib in threadpoolctl.threadpool_info()))
+        return top(self, k)
+
+    monkeypatch.setattr(selectors._ProjectedTop, "top", spy)
+    with threadpoolctl.threadpool_limits(limits=2):
+        before = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()]
+        picks = selectors.cur(rows, 6)
+        after = [lib["num_threads"] for lib in threadpoolctl.threadpool_info()]
+    assert max(before) == 2 and after == before
+    assert seen == [1] * 6
+    assert picks == reference_cur(rows, 6)
+
+
 def test_stochastic_cur_centres_the_descriptors_as_wfl_does():
     from wflp.ops.selectors import cur
 

@@ -36,7 +36,8 @@ measured from them too).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
 from numbers import Integral, Real
 from typing import Any, Optional
 
@@ -242,7 +243,9 @@ def cur(rows: np.ndarray, n_select: int, method: str = "deterministic",
     method centres the descriptors on the candidates' mean first (as wfl's default
     center=True); the deterministic one does not. Scores come from the eigenvectors
     of rows^T rows (d x d), so memory is the rows plus d^2; a deterministic choice
-    diagonalises it once and then costs a Lanczos run per pick (see _ProjectedTop).
+    diagonalises it once and then costs a Lanczos run per pick (see _ProjectedTop),
+    run on one BLAS thread (its products are too small to share), and one product of
+    the rows with the top vectors to score them.
     The deterministic choice goes in rounds: when every remaining candidate lies in
     the span of the rows taken (and excluded) in this round, a new round starts from
     the remaining candidates, undeflated.
@@ -283,10 +286,11 @@ def cur(rows: np.ndarray, n_select: int, method: str = "deterministic",
         return [int(i) for i in rng.choice(len(rows), size=n_select, replace=False, p=p)]
     kk = k if k is not None else 1
     taken: list[int] = []
-    directions = [basis[:, j] for j in range(basis.shape[1])]
-    tops = _ProjectedTop(plain, directions)
+    tops = _ProjectedTop(plain, [basis[:, j] for j in range(basis.shape[1])])
+    one_thread = _one_blas_thread()
     while len(taken) < n_select:
-        values, vecs = tops.top(kk)
+        with one_thread():
+            values, vecs = tops.top(kk)
         best = -1
         if len(values) and values[0] > EIGEN_TOLERANCE * tops.scale:
             scores = _scores(rows, values, vecs)
@@ -295,23 +299,15 @@ def cur(rows: np.ndarray, n_select: int, method: str = "deterministic",
             if not scores[best] > 0:
                 best = -1
         if best < 0:  # the remaining candidates lie in the span of this round's rows
-            if not directions:
+            if not tops.directions:
                 raise ParameterError("select_cur: the remaining candidate descriptors are all "
                                      "zero; CUR cannot rank them")
-            directions = []
-            tops = _ProjectedTop(_gram(rows, available), directions)
+            tops = _ProjectedTop(_gram(rows, available), [])
             continue
         taken.append(best)
         available[best] = False
-        q = rows[best].copy()
-        for _ in range(2):  # Gram-Schmidt, twice for round-off
-            for u in directions:
-                q -= (u @ q) * u
-        norm = np.linalg.norm(q)
-        if norm > np.sqrt(EIGEN_TOLERANCE) * np.linalg.norm(rows[best]):
-            q /= norm
-            directions.append(q)
-            tops.project_out(q)
+        with one_thread():
+            tops.project_out(rows[best])
     return taken
 
 
@@ -322,9 +318,10 @@ DENSE_BELOW = 160  # descriptor lengths below this: a dense eigh per pick is as 
 class _ProjectedTop:
     """The top eigenpairs of P C P, with P the projector out of a growing set of directions.
 
-    C is diagonalised once (C = V diag(lam) V^T); in that basis P C P applies in
-    O(d m) for m directions, so each pick costs a Lanczos run (scipy's eigsh, started
-    from the previous run's next vector, so deterministic) instead of a d x d eigh:
+    C is diagonalised once (C = V diag(lam) V^T); the directions are kept in that basis
+    (rows of a preallocated m x d array), where P C P applies in O(d m) for m
+    directions, so each pick costs a Lanczos run (scipy's eigsh, started from the
+    previous run's next vector, so deterministic) instead of a d x d eigh:
     O(d^2 + d m x iterations) rather than O(d^3). Short descriptors use a dense eigh.
     """
 
@@ -333,18 +330,40 @@ class _ProjectedTop:
         self.lam, self.basis = np.linalg.eigh(cov)
         self.lam = np.maximum(self.lam, 0.0)
         self.dim = len(self.lam)
-        self.q = np.zeros((self.dim, 0))  # the directions, in the eigenbasis
-        self.start: Optional[np.ndarray] = None
+        self.q = np.zeros((max(16, 2 * len(directions)), self.dim))  # rows: the directions
+        self.count = 0                                               # in the eigenbasis
+        self.start: Optional[np.ndarray] = None  # the last run's next vector
         for u in directions:
-            self.project_out(u)
+            self._append(self.basis.T @ u)
 
-    def project_out(self, u: np.ndarray) -> None:
-        self.q = np.column_stack([self.q, self.basis.T @ u])
+    @property
+    def directions(self) -> int:
+        """How many directions are projected out."""
+        return self.count
+
+    def project_out(self, row: np.ndarray) -> bool:
+        """Project out the part of *row* outside the directions (Gram-Schmidt, twice for
+        round-off); False (nothing changes) when that part is negligible."""
+        x = self.basis.T @ row
+        q = self._project(x)
+        q = self._project(q)
+        norm = np.linalg.norm(q)
+        if not norm > np.sqrt(EIGEN_TOLERANCE) * np.linalg.norm(x):
+            return False
+        self._append(q / norm)
         if self.start is not None:
             self.start = self._project(self.start)
+        return True
+
+    def _append(self, q: np.ndarray) -> None:
+        if self.count == len(self.q):
+            self.q = np.concatenate([self.q, np.zeros_like(self.q)])
+        self.q[self.count] = q
+        self.count += 1
 
     def _project(self, x: np.ndarray) -> np.ndarray:
-        return x - self.q @ (self.q.T @ x)
+        q = self.q[:self.count]
+        return x - q.T @ (q @ x)
 
     def _apply(self, x: np.ndarray) -> np.ndarray:
         y = self._project(np.asarray(x).reshape(self.dim, -1))
@@ -352,11 +371,13 @@ class _ProjectedTop:
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k largest eigenvalues above the tolerance, with vectors (original basis)."""
-        if self.dim == 0 or self.lam[-1] <= 0:
+        free = self.dim - self.count
+        if self.dim == 0 or self.lam[-1] <= 0 or free < 1:
             return np.zeros(0), np.zeros((self.dim, 0))
-        want = min(k + 1, self.dim - self.q.shape[1])
-        if self.dim < DENSE_BELOW or want + 1 >= self.dim or want < 1:
-            p = np.eye(self.dim) - self.q @ self.q.T
+        want = min(k + 1, free)
+        if self.dim < DENSE_BELOW or want + 1 >= free:
+            q = self.q[:self.count]
+            p = np.eye(self.dim) - q.T @ q
             values, vecs = np.linalg.eigh((p * self.lam) @ p)
             values, vecs = values[::-1], vecs[:, ::-1]
         else:
@@ -379,6 +400,23 @@ class _ProjectedTop:
             return values[:0], self.basis @ vecs[:, :0]
         keep = min(k, int(np.count_nonzero(values > EIGEN_TOLERANCE * values[0])))
         return values[:keep], self.basis @ vecs[:, :keep]
+
+
+def _one_blas_thread() -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """A context that runs BLAS on one thread (threadpoolctl's, where it is installed).
+
+    A pick's eigenproblem is thousands of products with d x m matrices: on two threads
+    each waits for the other (the 130 picks of benchmarks/bench_cur.py took twice as long
+    as on one, more on a busy machine). The scores and the first diagonalisation keep
+    the threads they were given."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return contextlib.nullcontext
+    import scipy.sparse.linalg  # noqa: F401  (loads scipy's BLAS, so that it is limited too)
+
+    controller = ThreadpoolController()
+    return lambda: controller.limit(limits=1)
 
 
 def _row_sum(rows: np.ndarray, mask: np.ndarray) -> np.ndarray:
