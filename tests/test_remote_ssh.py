@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -111,14 +112,51 @@ def _sshd_processes(settings) -> list:
     return [master, *master.children(recursive=True)]
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _sshd(command: str, folder: Path, port: int) -> None:
+    """scripts/services/sshd.sh COMMAND for a private sshd in *folder* on *port*."""
+    env = {**os.environ, "WFLP_SSHD_DIR": str(folder), "WFLP_SSHD_PORT": str(port)}
+    subprocess.run(["bash", str(ROOT / "scripts" / "services" / "sshd.sh"), command],
+                   check=True, env=env, capture_output=True, timeout=scaled(JOB_S))
+
+
+@pytest.fixture
+def own_sshd(remote_env, tmp_path):
+    """An sshd of this test's own (the services' script, another folder and port): killing
+    it must not drop the connections of the suites that run beside this one (scripts/test.sh)
+    through the shared test sshd."""
+    ssh_settings()  # skips (or fails under CI) with how to enable sshd when it is missing
+    folder, port = tmp_path / "sshd", _free_port()
+    _sshd("start", folder, port)
+    env = dict(line[len("export "):].split("=", 1) for line in
+               (folder / "env").read_text().splitlines() if line.startswith("export "))
+    settings = {"host": env["WFLP_TEST_SSH_HOST"].strip('"'),
+                "key": env["WFLP_TEST_SSH_KEY"].strip('"'),
+                "known_hosts": env["WFLP_TEST_SSH_KNOWN_HOSTS"].strip('"'),
+                "dir": str(folder), "port": port}
+    write_systems(remote_env, tmp_path, ssh=settings)
+    yield settings
+    close_transports()
+    _sshd("stop", folder, port)
+
+
 @pytest.mark.slow
-def test_sshd_stopped_during_a_wait_then_restarted(ssh):
+def test_sshd_stopped_during_a_wait_then_restarted(own_sshd):
     job = submit(nap, args=(3,), system="remote")
-    for proc in _sshd_processes(ssh):  # the server and every open connection
+    killed = _sshd_processes(own_sshd)  # the server and every open connection
+    for proc in killed:
         try:
             proc.send_signal(signal.SIGKILL)
         except psutil.NoSuchProcess:
             pass
+    # gone, not just signalled: on a loaded machine a killed server may not have run its
+    # exit yet, and its listening socket would take (and then reset) a reconnection
+    psutil.wait_procs(killed, timeout=scaled(30))
     bound = scaled(30)  # 2 attempts, one back-off; unbounded retries would go on to the wait's
     start = time.monotonic()  # end (4 x bound) and fail there
     try:
@@ -127,9 +165,7 @@ def test_sshd_stopped_during_a_wait_then_restarted(ssh):
             job.result(timeout=4 * bound)
         assert time.monotonic() - start < bound  # bounded retries
     finally:
-        env = {**os.environ, "WFLP_SSHD_DIR": ssh["dir"]}
-        subprocess.run(["bash", str(ROOT / "scripts" / "services" / "sshd.sh"), "start"],
-                       check=True, env=env, capture_output=True, timeout=scaled(JOB_S))
+        _sshd("start", Path(own_sshd["dir"]), own_sshd["port"])
     close_transports()
     again = submit(nap, args=(3,), system="remote")  # the rerun: found, not resubmitted
     assert again.id == job.id

@@ -7,6 +7,7 @@
 #
 # Environment: WFLP_SSHD_DIR (default /tmp/wflp-sshd), WFLP_SSHD_PORT (default 2222).
 # Writes $WFLP_SSHD_DIR/env with WFLP_TEST_SSH_* variables for the tests to source.
+# MaxStartups is raised: the core tests and three scheduler suites connect at once in CI.
 set -euo pipefail
 D="${WFLP_SSHD_DIR:-/tmp/wflp-sshd}"
 PORT="${WFLP_SSHD_PORT:-2222}"
@@ -50,6 +51,7 @@ UsePAM no
 StrictModes no
 Subsystem sftp ${sftp}
 LogLevel INFO
+MaxStartups 100:30:200
 CONF
     "${SSHD}" -t -f "${D}/sshd_config"
     if [[ -f "${D}/sshd.pid" ]] && alive "$(cat "${D}/sshd.pid")"; then
