@@ -111,8 +111,9 @@ run_beside() {  # run_beside "IDX:ROOT IDX:ROOT ...": one group, in order, in th
         root=${entry#*:}
         suite_start=$(date +%s)
         rc=0
+        echo "(started at $(date +%T))" >"${reports}/${idx}.log"
         python -m pytest "${root}" --junitxml="${reports}/${idx}.xml" --durations=8 \
-            "${@:2}" >"${reports}/${idx}.log" 2>&1 || rc=$?
+            "${@:2}" >>"${reports}/${idx}.log" 2>&1 || rc=$?
         echo "${rc} $(( $(date +%s) - suite_start ))" >"${reports}/${idx}.rc"
     done
 }
@@ -147,7 +148,7 @@ run_suite() {  # run_suite ROOT [PYTEST ARGS...]: in the foreground, output as i
     local root=$1
     shift
     i=$((i + 1))
-    echo "== pytest ${root}"
+    echo "== pytest ${root} (started at $(date +%T))"
     local rc=0 suite_start
     suite_start=$(date +%s)
     python -m pytest "${root}" --junitxml="${reports}/${i}.xml" --durations=8 "$@" || rc=$?
