@@ -229,6 +229,67 @@ def test_kill_while_the_stage_is_removed_keeps_the_committed_output(tmp_path):
     assert not [p.name for p in work.iterdir() if ".wflp-partial" in p.name]
 
 
+#: SCRIPT, SIGKILLed after the commit (output and record in place) and before it starts to
+#: remove its stage: the whole stage, its record and every chunk, is still there.
+KILLED_BEFORE_STAGE_REMOVAL = textwrap.dedent("""
+    import os, signal
+    from wflp.engine.stage import Stage
+
+    Stage.remove = lambda self: os.kill(os.getpid(), signal.SIGKILL)
+""") + SCRIPT
+
+
+def test_kill_after_the_commit_before_the_stage_goes_reuses_the_output(tmp_path):
+    """The outputs and their records are in place, the stage is whole: the rerun reuses
+    them as they are (same bytes, same record, nothing computed or assembled again) and
+    removes the stage. It used to resume from the stage and commit the output anew, which
+    a step's "reused" check (examples/iterative_fit.py) saw as a recomputation."""
+    from wflp.records.query import load
+
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(8))
+    work = tmp_path / "w"
+    work.mkdir()
+    (tmp_path / "killed.py").write_text(KILLED_BEFORE_STAGE_REMOVAL)
+    (tmp_path / "job.py").write_text(SCRIPT)
+    env = {**os.environ, "WFLP_PROGRESS": "0"}
+    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), str(work), "2"],
+                            capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    stage = work / ".out.xyz.wflp-partial"
+    assert (stage / "stage.json").exists() and len(list(stage.iterdir())) > 1
+    committed = (work / "out.xyz").read_bytes()
+    run_before = load(work / "out.xyz")[0].run
+    rerun = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(work), "2"],
+                           capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(_calls(work)) == list(range(8))  # nothing computed again
+    assert (work / "out.xyz").read_bytes() == committed
+    assert load(work / "out.xyz")[0].run == run_before  # not committed anew
+    assert not [p.name for p in work.iterdir() if ".wflp-partial" in p.name]
+
+
+def test_a_stage_left_beside_an_edited_output_is_resumed(tmp_path):
+    """Outputs that do not match their record are not reused because a stage is there:
+    the stage's finished chunks are assembled again into the output."""
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(8))
+    work = tmp_path / "w"
+    work.mkdir()
+    (tmp_path / "killed.py").write_text(KILLED_BEFORE_STAGE_REMOVAL)
+    (tmp_path / "job.py").write_text(SCRIPT)
+    env = {**os.environ, "WFLP_PROGRESS": "0"}
+    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), str(work), "1"],
+                            capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    committed = (work / "out.xyz").read_bytes()
+    (work / "out.xyz").write_bytes(committed[: len(committed) // 2])  # damaged afterwards
+    rerun = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(work), "1"],
+                           capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
+    assert rerun.returncode == 0, rerun.stderr
+    assert sorted(_calls(work)) == list(range(8))  # from the stage's chunks, not computed
+    assert (work / "out.xyz").read_bytes() == committed
+    assert not [p.name for p in work.iterdir() if ".wflp-partial" in p.name]
+
+
 def test_kill_between_output_rename_and_record_resumes(tmp_path):
     """The narrow window at the end: final file renamed, record not yet written."""
     from wflp import OutputSpec

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import cloudpickle
 
 from ..configset import ConfigSet, MemoryCollector, OutputSpec
-from ..errors import InputError, JobsPending, NotPicklableError, OperationError
+from ..errors import InputError, JobsPending, NotPicklableError, OperationError, WflpError
 from ..records import (
     Describer,
     OutputStore,
@@ -53,6 +53,19 @@ def run_operation(op: Any, inputs: ConfigSet, outputs: OutputSpec, args: tuple, 
         log.warning("%s: %s", op.name, pending)
         return None
 
+
+
+def _committed(store: OutputStore, record: Record) -> bool:
+    """True if every output exists with a record of this computation that its bytes match.
+
+    The commit writes the records last, each naming its output's sha256, so outputs that
+    pass are complete results of this computation even if a kill stopped the run before
+    it removed its stage; anything else (no record, another computation, edited bytes, a
+    damaged record) is for the stage to resume."""
+    try:
+        return store.reusable(record)
+    except WflpError:
+        return False
 
 class _Run:
     def __init__(self, op: Any, inputs: ConfigSet, outputs: OutputSpec, args: tuple,
@@ -170,10 +183,19 @@ class _Run:
             record = self.record(fingerprint)
             Stage.remove_leftovers(outputs.files[0])
             # a stage means an earlier run was interrupted, possibly while putting the
-            # outputs in place: resume it rather than trust what is under the final names
-            if not Stage.folder_for(outputs.files[0]).exists() and store.reusable(record):
-                log.info("%s: reusing %s (its record matches)", label,
-                         ", ".join(map(str, outputs.files)))
+            # outputs in place: resume it, unless the outputs under the final names are
+            # complete and recorded (the kill came after the commit, before the stage went)
+            stage_left = Stage.folder_for(outputs.files[0])
+            if not stage_left.exists():
+                if store.reusable(record):
+                    log.info("%s: reusing %s (its record matches)", label,
+                             ", ".join(map(str, outputs.files)))
+                    return outputs.result_set()
+            elif _committed(store, record):
+                log.info("%s: reusing %s (its record matches); removing the stage %s that "
+                         "an interrupted run left behind", label,
+                         ", ".join(map(str, outputs.files)), stage_left)
+                Stage(stage_left, secrets.token_hex(4), label).remove()
                 return outputs.result_set()
             stage = Stage.open(outputs.files[0], record, outputs.files, outputs.overwrite, label)
             done = Stage.done_ranges(stage.finished())
