@@ -188,6 +188,25 @@ def _alive(procs) -> list:
     return alive
 
 
+def _killed_run(tmp_path, killed_script: str, nproc: int):
+    """A run of SCRIPT over 8 configurations in tmp_path/w, SIGKILLed where *killed_script*
+    kills it; returns (work folder, rerun) where rerun() runs SCRIPT there again."""
+    ase.io.write(tmp_path / "in.xyz", rattled_cu(8))
+    work = tmp_path / "w"
+    work.mkdir()
+    (tmp_path / "killed.py").write_text(killed_script)
+    (tmp_path / "job.py").write_text(SCRIPT)
+    env = {**os.environ, "WFLP_PROGRESS": "0"}
+
+    def run(script):
+        return subprocess.run([sys.executable, str(tmp_path / script), str(work), str(nproc)],
+                              capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
+
+    killed = run("killed.py")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    return work, lambda: run("job.py")
+
+
 #: SCRIPT, SIGKILLed while it removes its stage after committing the output: rmtree has
 #: just deleted stage.json and one chunk file (its order is the directory's).
 KILLED_IN_RMTREE = textwrap.dedent("""
@@ -209,20 +228,11 @@ def test_kill_while_the_stage_is_removed_keeps_the_committed_output(tmp_path):
     """A kill part-way through removing the stage (after the output and its record were
     committed) must not make the rerun distrust them: it computes nothing, and clears what
     the kill left."""
-    ase.io.write(tmp_path / "in.xyz", rattled_cu(8))
-    work = tmp_path / "w"
-    work.mkdir()
-    (tmp_path / "killed.py").write_text(KILLED_IN_RMTREE)
-    (tmp_path / "job.py").write_text(SCRIPT)
-    env = {**os.environ, "WFLP_PROGRESS": "0"}
-    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), str(work), "1"],
-                            capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    work, rerun_job = _killed_run(tmp_path, KILLED_IN_RMTREE, 1)
     committed = (work / "out.xyz").read_bytes()
     assert (work / "out.xyz.record.json").exists()
     assert sorted(_calls(work)) == list(range(8))
-    rerun = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(work), "1"],
-                           capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
+    rerun = rerun_job()
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(_calls(work)) == list(range(8))  # nothing computed again
     assert (work / "out.xyz").read_bytes() == committed
@@ -246,21 +256,12 @@ def test_kill_after_the_commit_before_the_stage_goes_reuses_the_output(tmp_path)
     a step's "reused" check (examples/iterative_fit.py) saw as a recomputation."""
     from wflp.records.query import load
 
-    ase.io.write(tmp_path / "in.xyz", rattled_cu(8))
-    work = tmp_path / "w"
-    work.mkdir()
-    (tmp_path / "killed.py").write_text(KILLED_BEFORE_STAGE_REMOVAL)
-    (tmp_path / "job.py").write_text(SCRIPT)
-    env = {**os.environ, "WFLP_PROGRESS": "0"}
-    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), str(work), "2"],
-                            capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    work, rerun_job = _killed_run(tmp_path, KILLED_BEFORE_STAGE_REMOVAL, 2)
     stage = work / ".out.xyz.wflp-partial"
     assert (stage / "stage.json").exists() and len(list(stage.iterdir())) > 1
     committed = (work / "out.xyz").read_bytes()
     run_before = load(work / "out.xyz")[0].run
-    rerun = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(work), "2"],
-                           capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
+    rerun = rerun_job()
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(_calls(work)) == list(range(8))  # nothing computed again
     assert (work / "out.xyz").read_bytes() == committed
@@ -271,19 +272,10 @@ def test_kill_after_the_commit_before_the_stage_goes_reuses_the_output(tmp_path)
 def test_a_stage_left_beside_an_edited_output_is_resumed(tmp_path):
     """Outputs that do not match their record are not reused because a stage is there:
     the stage's finished chunks are assembled again into the output."""
-    ase.io.write(tmp_path / "in.xyz", rattled_cu(8))
-    work = tmp_path / "w"
-    work.mkdir()
-    (tmp_path / "killed.py").write_text(KILLED_BEFORE_STAGE_REMOVAL)
-    (tmp_path / "job.py").write_text(SCRIPT)
-    env = {**os.environ, "WFLP_PROGRESS": "0"}
-    killed = subprocess.run([sys.executable, str(tmp_path / "killed.py"), str(work), "1"],
-                            capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    work, rerun_job = _killed_run(tmp_path, KILLED_BEFORE_STAGE_REMOVAL, 1)
     committed = (work / "out.xyz").read_bytes()
     (work / "out.xyz").write_bytes(committed[: len(committed) // 2])  # damaged afterwards
-    rerun = subprocess.run([sys.executable, str(tmp_path / "job.py"), str(work), "1"],
-                           capture_output=True, text=True, env=env, timeout=scaled(RUN_S))
+    rerun = rerun_job()
     assert rerun.returncode == 0, rerun.stderr
     assert sorted(_calls(work)) == list(range(8))  # from the stage's chunks, not computed
     assert (work / "out.xyz").read_bytes() == committed
