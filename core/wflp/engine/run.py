@@ -54,7 +54,6 @@ def run_operation(op: Any, inputs: ConfigSet, outputs: OutputSpec, args: tuple, 
         return None
 
 
-
 def _committed(store: OutputStore, record: Record) -> bool:
     """True if every output exists with a record of this computation that its bytes match.
 
@@ -66,6 +65,7 @@ def _committed(store: OutputStore, record: Record) -> bool:
         return store.reusable(record)
     except WflpError:
         return False
+
 
 class _Run:
     def __init__(self, op: Any, inputs: ConfigSet, outputs: OutputSpec, args: tuple,
@@ -186,16 +186,14 @@ class _Run:
             # outputs in place: resume it, unless the outputs under the final names are
             # complete and recorded (the kill came after the commit, before the stage went)
             stage_left = Stage.folder_for(outputs.files[0])
-            if not stage_left.exists():
-                if store.reusable(record):
-                    log.info("%s: reusing %s (its record matches)", label,
-                             ", ".join(map(str, outputs.files)))
-                    return outputs.result_set()
-            elif _committed(store, record):
-                log.info("%s: reusing %s (its record matches); removing the stage %s that "
-                         "an interrupted run left behind", label,
-                         ", ".join(map(str, outputs.files)), stage_left)
-                Stage(stage_left, secrets.token_hex(4), label).remove()
+            leftover = stage_left.exists()
+            if _committed(store, record) if leftover else store.reusable(record):
+                log.info("%s: reusing %s (its record matches)", label,
+                         ", ".join(map(str, outputs.files)))
+                if leftover:
+                    log.info("%s: removing the stage %s that an interrupted run left behind",
+                             label, stage_left)
+                    Stage(stage_left, secrets.token_hex(4), label).remove()
                 return outputs.result_set()
             stage = Stage.open(outputs.files[0], record, outputs.files, outputs.overwrite, label)
             done = Stage.done_ranges(stage.finished())
