@@ -139,3 +139,27 @@ def test_run_program_gives_the_exit_status_and_the_files(tmp_path):
     assert Path(tmp_path, "p.err").read_text() == "err\n"
     with pytest.raises(CannotRun, match="cannot run '/nonexistent/prog'"):
         run_program(["/nonexistent/prog"], tmp_path, "q.out")
+
+
+def test_each_program_gets_a_private_tmpdir_that_goes_with_it(tmp_path, monkeypatch):
+    # Open MPI codes started at once race on $TMPDIR/ompi.<host>.<uid> (see process.py);
+    # each run gets its own TMPDIR, 0700, removed afterwards; an env= TMPDIR wins
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    monkeypatch.setenv("TMPDIR", str(shared))
+    code = ("import os, stat; t = os.environ['TMPDIR']; open(os.path.join(t, 'x'), 'w'); "
+            "print(t, oct(stat.S_IMODE(os.stat(t).st_mode)))")
+    seen = []
+    for name in ("a.out", "b.out"):
+        assert run_program([sys.executable, "-c", code], tmp_path, name) == 0
+        folder, mode = Path(tmp_path, name).read_text().split()
+        assert mode == "0o700"
+        assert Path(folder).parent == shared and not Path(folder).exists()
+        seen.append(folder)
+    assert seen[0] != seen[1] and os.listdir(shared) == []
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert run_program(["env", f"TMPDIR={mine}", sys.executable, "-c", code], tmp_path,
+                       "c.out") == 0
+    assert Path(tmp_path, "c.out").read_text().split()[0] == str(mine)
+    assert os.listdir(mine) == ["x"]                 # the user's folder is theirs to keep

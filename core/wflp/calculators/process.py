@@ -5,6 +5,12 @@ never run through one; extra environment variables go in front of it with ``env`
 (``os.environ`` is never changed). :func:`run_program` runs it with stdin closed and
 stdout/stderr to files, in its own session, so that an interruption (a time limit,
 Ctrl-C) kills the program and its children before the exception goes on.
+
+Every program gets a private, empty ``TMPDIR`` of its own (removed when it ends; an
+``env`` that sets ``TMPDIR`` wins). Programs linked with MPI need it: Open MPI keeps its
+session directory in ``$TMPDIR/ompi.<host>.<uid>``, and two runs that start at once on
+one machine race to create it; the loser stops with "A call to mkdir was unable to create
+the desired directory ... File exists" (pw.x from Debian, 2 workers, seen in CI).
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ import contextlib
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -82,18 +90,34 @@ def with_env(command: str, env: Optional[dict[str, str]]) -> str:
     return f"{shlex.join(prefix)} {command}" if prefix and command else command
 
 
+@contextlib.contextmanager
+def private_tmpdir() -> Iterator[dict[str, str]]:
+    """The environment for one program run: ``os.environ`` with ``TMPDIR`` pointing at a
+    new private (0700) folder in the current one, removed with what is left in it on the
+    way out."""
+    base = os.environ.get("TMPDIR")        # read now: tempfile caches the first one
+    folder = tempfile.mkdtemp(prefix="wflp-tmp-",
+                              dir=base if base and os.path.isdir(base) else None)
+    try:
+        yield {**os.environ, "TMPDIR": folder}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_program(argv: Sequence[str], workdir: Path, stdout: str, stderr: Optional[str] = None,
                 started: Optional[Callable[[], None]] = None) -> int:
     """Run *argv* in *workdir* with stdout (and stderr, else into stdout) to those files
     there and stdin closed; its exit status. *started* is called once the files are open.
-    Raises :class:`CannotRun` if the program cannot be started."""
+    Raises :class:`CannotRun` if the program cannot be started. It runs with a private
+    ``TMPDIR`` (:func:`private_tmpdir`)."""
     argv = list(argv)
     with open(workdir / stdout, "wb") as out, \
-            (open(workdir / stderr, "wb") if stderr else contextlib.nullcontext(None)) as err:
+            (open(workdir / stderr, "wb") if stderr else contextlib.nullcontext(None)) as err, \
+            private_tmpdir() as environ:
         if started is not None:
             started()
         try:
-            proc = subprocess.Popen(argv, cwd=workdir, stdout=out,
+            proc = subprocess.Popen(argv, cwd=workdir, env=environ, stdout=out,
                                     stderr=err if err is not None else subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         except OSError as error:
@@ -125,4 +149,4 @@ def exit_status_of(err: BaseException) -> Optional[int]:
 
 
 __all__ = ["CannotRun", "check_command", "check_env", "env_prefix", "exit_status_of",
-           "kill_group", "run_program", "with_env"]
+           "kill_group", "private_tmpdir", "run_program", "with_env"]

@@ -75,9 +75,9 @@ def folder_sha256(folder: Union[str, os.PathLike[str]],
 def program_version(argv: Sequence[str], pattern: str, timeout: float = 20.0,
                     touch: Optional[str] = None) -> Optional[str]:
     """The version a program prints when run without input (in an empty private temporary
-    directory, stdin closed; *touch* names an empty file made there first), matched by
-    the regular expression *pattern* (group 1); None if it cannot be run or prints none.
-    Asked once per process for each command."""
+    directory that is also its ``TMPDIR``, stdin closed; *touch* names an empty file made
+    there first), matched by the regular expression *pattern* (group 1); None if it
+    cannot be run or prints none. Asked once per process for each command."""
     key = (tuple(argv), pattern, touch)
     if key in _versions:
         return _versions[key]
@@ -86,7 +86,9 @@ def program_version(argv: Sequence[str], pattern: str, timeout: float = 20.0,
         with tempfile.TemporaryDirectory(prefix="wflp-version-") as tmp:
             if touch:
                 Path(tmp, touch).touch()
+            # that folder is its TMPDIR too: see wflp.calculators.process on Open MPI
             proc = subprocess.run(list(argv), cwd=tmp, stdin=subprocess.DEVNULL,
+                                  env={**os.environ, "TMPDIR": tmp},
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   timeout=timeout)
         match = re.search(pattern, proc.stdout.decode("utf-8", errors="replace"), re.M)

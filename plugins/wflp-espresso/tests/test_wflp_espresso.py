@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,12 @@ def si_configs(n, seed=0):
         at.positions = np.round(at.positions + rng.normal(0, 0.05, (2, 3)), 4)
         out.append(at)
     return out
+
+
+def failures(configs):
+    """The error of every configuration that failed, by index (a test's message)."""
+    return {i: a.info.get("espresso_calc_error") for i, a in enumerate(configs)
+            if "espresso_energy" not in a.info}
 
 
 @pytest.fixture
@@ -179,6 +186,8 @@ def test_two_workers_give_the_serial_results_leaving_only_outputs(tmp_path, pw,
         shutdown_pool()
     ser = list(calculate(ConfigSet(tmp_path / "in.xyz"), OutputSpec(tmp_path / "ser.xyz"),
                          calculator=("espresso", [], params())))
+    for run in (par, ser):
+        assert not failures(run), failures(run)
     energies = [a.info["espresso_energy"] for a in ser]
     assert len(set(energies)) == 8                 # eight different configurations
     assert [a.info["espresso_energy"] for a in par] == energies
@@ -188,6 +197,30 @@ def test_two_workers_give_the_serial_results_leaving_only_outputs(tmp_path, pw,
     root = tmp_path / "par.xyz.rundirs"
     assert sorted(os.listdir(root)) == [f"{i:06d}" for i in range(8)]
     assert all(os.listdir(root / d) == ["espresso.pwo"] for d in os.listdir(root))
+
+
+def test_pw_x_runs_with_a_private_tmpdir_open_mpi_can_use(tmp_path, pw, monkeypatch):
+    # Open MPI's session folder $TMPDIR/ompi.<host>.<uid>: two pw.x starting at once race
+    # to make it (CI lost a configuration so). Made unusable here, in the TMPDIR wflp
+    # inherits, pw.x run by hand fails; run by wflp it has a TMPDIR of its own.
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / f"ompi.{socket.gethostname()}.{os.getuid()}").write_text("not a folder")
+    ase.io.write(tmp_path / "pw.in", si_configs(1)[0], format="espresso-in",
+                 pseudopotentials={"Si": SI}, kpts=(2, 2, 2),
+                 input_data={"control": {"pseudo_dir": PSEUDO, "outdir": "./"},
+                             "system": {"ecutwfc": 15}})
+    by_hand = subprocess.run(pw.split() + ["-in", "pw.in"], cwd=tmp_path,
+                             capture_output=True, text=True,
+                             env={**os.environ, "TMPDIR": str(shared),
+                                  "OMP_NUM_THREADS": "1"})
+    assert by_hand.returncode != 0 and "mkdir" in by_hand.stderr + by_hand.stdout
+    monkeypatch.setenv("TMPDIR", str(shared))
+    out = list(calculate(si_configs(2), OutputSpec(tmp_path / "out.xyz"),
+                         calculator=("espresso", [], params())))
+    assert not failures(out), failures(out)
+    assert all(np.isfinite(a.info["espresso_energy"]) for a in out)
+    assert os.listdir(shared) == [f"ompi.{socket.gethostname()}.{os.getuid()}"]
 
 
 def test_non_convergence_and_a_missing_pseudopotential_fail_alone(tmp_path, pw):
