@@ -6,6 +6,8 @@
 #   bash scripts/stress.sh                           # the core tests (tests/)
 #   bash scripts/stress.sh tests/test_faults.py -x   # arguments go to pytest as they are
 #   bash scripts/stress.sh plugins/wflp-slurm/tests
+#   bash scripts/stress.sh --run bash .ci/run        # any command instead of pytest: the
+#                                                    # whole CI on a fresh clone, say
 #
 # Environment:
 #   WFLP_STRESS_HOGS          how many hogs (default: one per core, `nproc`); 4 per core
@@ -14,12 +16,26 @@
 #                             by wflp.testing.scaled). Deadlines only catch hangs: what this
 #                             run looks for is a test that fails when the machine is slow
 #                             although nothing hangs.
-# The hogs are killed when the script ends, however it ends. Exit status: pytest's.
+# The hogs are killed when the script ends, however it ends. Exit status: pytest's (the
+# command's with --run).
 set -euo pipefail
-# shellcheck source=scripts/_bootstrap.sh
-source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
-wflp_bootstrap
-cd "${WFLP_ROOT}"
+command=()
+if [[ "${1:-}" == "--run" ]]; then
+    shift
+    if [[ $# -eq 0 ]]; then
+        echo "error: --run needs a command to run beside the hogs, e.g. --run bash .ci/run" >&2
+        exit 2
+    fi
+    command=("$@")
+    hog_python="$(command -v python3 || command -v python)"   # no venv needed for a hog
+else
+    # shellcheck source=scripts/_bootstrap.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/_bootstrap.sh"
+    wflp_bootstrap
+    cd "${WFLP_ROOT}"
+    command=(python -m pytest "$@")
+    hog_python=python
+fi
 
 hogs="${WFLP_STRESS_HOGS:-$(nproc)}"
 if ! [[ "${hogs}" =~ ^[0-9]+$ ]]; then
@@ -43,13 +59,13 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 for ((i = 0; i < hogs; i++)); do
-    python -c 'while True: pass' &
+    "${hog_python}" -c 'while True: pass' &
     hog_pids+=("$!")
 done
 
 echo "== stress: ${hogs} CPU hog(s) on $(nproc) core(s), WFLP_TEST_TIMEOUT_SCALE=${WFLP_TEST_TIMEOUT_SCALE}"
-echo "== pytest ${*:-(testpaths: tests)}"
+echo "== ${command[*]}"
 rc=0
-python -m pytest "$@" || rc=$?
-echo "== stress: pytest exited with ${rc}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+"${command[@]}" || rc=$?
+echo "== stress: ${command[0]} exited with ${rc}; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 exit "${rc}"
