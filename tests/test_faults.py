@@ -172,7 +172,11 @@ def test_overwrite_started_during_a_run_then_both_killed_never_mixes(tmp_path, j
     wait_until(lambda: _held_at_gate(gate, first), RUN_S, "the first run to reach its gate")
     second = job("out.xyz", factor=1.2, overwrite=True, gate=gate)
     wait_until(lambda: _waits_for_the_lock(second), RUN_S, "the second run to wait")
-    for proc in (first, second):
+    # the waiting run first: killed second, it would take the lock the moment the first
+    # died and could start clearing the first run's stage before its own kill arrived (a
+    # busy CI saw half of the stage gone so); that is a run killed later, as the rerun
+    # below is allowed to be, and makes no mixed output either
+    for proc in (second, first):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     # the first run's two chunks before its gate, and nothing of the second
