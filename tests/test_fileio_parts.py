@@ -163,3 +163,17 @@ def test_each_program_gets_a_private_tmpdir_that_goes_with_it(tmp_path, monkeypa
                        "c.out") == 0
     assert Path(tmp_path, "c.out").read_text().split()[0] == str(mine)
     assert os.listdir(mine) == ["x"]                 # the user's folder is theirs to keep
+
+
+def test_a_tmpdir_where_no_folder_can_be_made_is_shared_as_before(tmp_path, monkeypatch):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setenv("TMPDIR", str(locked))
+    monkeypatch.setattr("tempfile.mkdtemp", _refuse)   # as a full or read-only disk would
+    code = "import os; print(os.environ['TMPDIR'])"
+    assert run_program([sys.executable, "-c", code], tmp_path, "d.out") == 0
+    assert Path(tmp_path, "d.out").read_text().strip() == str(locked)
+
+
+def _refuse(*args, **kwargs):
+    raise OSError(28, "No space left on device")

@@ -16,6 +16,7 @@ the desired directory ... File exists" (pw.x from Debian, 2 workers, seen in CI)
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shlex
@@ -29,6 +30,7 @@ from typing import Any, Callable, Optional
 
 from ..errors import ParameterError
 
+log = logging.getLogger("wflp")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -94,10 +96,17 @@ def with_env(command: str, env: Optional[dict[str, str]]) -> str:
 def private_tmpdir() -> Iterator[dict[str, str]]:
     """The environment for one program run: ``os.environ`` with ``TMPDIR`` pointing at a
     new private (0700) folder in the current one, removed with what is left in it on the
-    way out."""
+    way out. Where no folder can be made there (a full or read-only TMPDIR), the program
+    runs with ``os.environ`` as it is, as it would without wflp."""
     base = os.environ.get("TMPDIR")        # read now: tempfile caches the first one
-    folder = tempfile.mkdtemp(prefix="wflp-tmp-",
-                              dir=base if base and os.path.isdir(base) else None)
+    try:
+        folder = tempfile.mkdtemp(prefix="wflp-tmp-",
+                                  dir=base if base and os.path.isdir(base) else None)
+    except OSError as err:
+        log.debug("no private TMPDIR for the program (%s); it shares %s", err,
+                  base or tempfile.gettempdir())
+        yield dict(os.environ)
+        return
     try:
         yield {**os.environ, "TMPDIR": folder}
     finally:
