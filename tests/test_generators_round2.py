@@ -320,11 +320,39 @@ def test_minima_hopping_engine_contract(tmp_path):
 
 
 KILL_SCRIPT = """
+import os
 import sys
+import time
 import numpy as np
 from ase import Atoms
+from ase.calculators.emt import EMT
+from ase.io import Trajectory
 from wflp import OutputSpec
 from wflp.ops import minima_hopping
+
+if len(sys.argv) > 3:
+    # held: once the third step's trajectory holds a frame, stop for good inside a force
+    # call, where no file is half written, and say so in the file sys.argv[3]. (Killed
+    # at a random moment, a step's trajectory may be cut short, and the search then
+    # rightly starts again.) EMT is patched here, outside anything the record describes,
+    # so the held run and the rerun are the same computation.
+    step = os.path.join(sys.argv[1] + ".rundirs", "minima_hopping-000000", "qn00002.traj")
+    calculate = EMT.calculate
+
+    def held_calculate(self, *args, **kwargs):
+        if os.path.exists(step):
+            try:
+                with Trajectory(step) as traj:
+                    framed = len(traj) > 0
+            except Exception:
+                framed = False
+            if framed:
+                open(sys.argv[3], "w").close()
+                while True:
+                    time.sleep(1)
+        calculate(self, *args, **kwargs)
+
+    EMT.calculate = held_calculate
 
 rng = np.random.default_rng(1)
 cluster = Atoms("Cu4", positions=rng.normal(size=(4, 3)) * 1.1)
@@ -348,9 +376,10 @@ def _has_a_frame(path) -> bool:
 
 @pytest.mark.slow
 def test_minima_hopping_resumes_after_kill_9(tmp_path):
-    """A search killed (SIGKILL) after its third step started resumes from its run folder
-    when run again: the steps done before the kill are not redone (their files are
-    untouched), and the output holds every step, each a local minimum."""
+    """A search killed (SIGKILL) inside its third step, between two of the step's frames,
+    resumes from its run folder when run again: the steps done before the kill are not
+    redone (their files are untouched), and the output holds every step, each a local
+    minimum."""
     import os
     import signal
     import subprocess
@@ -362,10 +391,14 @@ def test_minima_hopping_resumes_after_kill_9(tmp_path):
     script.write_text(KILL_SCRIPT)
     out = tmp_path / "mh.xyz"
     folder = tmp_path / "mh.xyz.rundirs" / "minima_hopping-000000"
-    proc = subprocess.Popen([sys.executable, str(script), str(out), "6"], cwd=tmp_path)
+    held = tmp_path / "held"
+    proc = subprocess.Popen([sys.executable, str(script), str(out), "6", str(held)],
+                            cwd=tmp_path)
     try:
-        wait_until(lambda: _has_a_frame(folder / "qn00002.traj") or proc.poll() is not None,
-                   timeout=120.0, what="the third step of the search")
+        wait_until(lambda: held.exists() or proc.poll() is not None, timeout=120.0,
+                   what="the third step of the search")
+        assert proc.poll() is None, "the search ended before its third step"
+        assert _has_a_frame(folder / "qn00002.traj")
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
