@@ -439,3 +439,40 @@ def test_calculation_over_its_time_limit_is_marked_failed():
     assert [a.info.get("S_calc_failed", False) for a in out] == [False, True, False]
     assert "ItemTimeoutError: item 1 ran longer than its time limit" in out[1].info["S_calc_error"]
     assert np.isfinite(out[2].info["S_energy"])
+
+
+@operation("stuck_at_five")
+def _stuck_at_five(at, index, gate):
+    """Item 5 waits at *gate* (never opened by the test below; 120 s at most, so that
+    code that waits for it fails the test instead of hanging it); the others run."""
+    give_up = time.monotonic() + 120
+    if index == 5:
+        Path(gate + ".stuck").touch()
+    while index == 5 and not os.path.exists(gate) and time.monotonic() < give_up:
+        time.sleep(0.05)
+    return at
+
+
+def test_ctrl_c_between_two_results_stops_the_workers_at_once(tmp_path, monkeypatch):
+    # Ctrl-C can land while the driver handles a result rather than while it waits for
+    # the next: the executor's generator is then not interrupted but closed, and used to
+    # wait for its running chunks, here one stuck for good. It must kill its workers.
+    from wflp.configset import MemoryCollector
+    from wflp.exec.local import worker_pool
+
+    gate = str(tmp_path / "never")
+    calls = []
+
+    def add_then_ctrl_c(self, loc, outs):
+        calls.append(loc)
+        if len(calls) == 5:   # items 0-4 are in; item 5 runs and is stuck
+            wait_until(lambda: os.path.exists(gate + ".stuck"), 60, "item 5 to start")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(MemoryCollector, "add", add_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        _stuck_at_five(rattled_cu(12), OutputSpec(), gate=gate,
+                       autopara_info=AutoparaInfo(num_python_subprocesses=2,
+                                                  num_inputs_per_python_subprocess=1))
+    # killed, not left to finish: the worker holding item 5 would never have
+    assert worker_pool._pool is None

@@ -9,6 +9,7 @@ It only connects the pieces that own each concern: the executor runs chunks
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
@@ -130,8 +131,9 @@ class _Run:
     def drive(self, tasks: Iterator[ChunkTask], on_result: Callable[[ChunkResult], None],
               to_file: bool) -> None:
         bar = self._progress()
+        results = self.executor.map_chunks(tasks, self.info)
         try:
-            for res in self.executor.map_chunks(tasks, self.info):
+            for res in results:
                 self.sizer.observe(len(res.locs), res.seconds)
                 for index, reason in res.skipped:
                     log.warning("%s: item %d failed and is skipped (skip_failed=True): %s",
@@ -141,6 +143,9 @@ class _Run:
                 on_result(res)
                 if bar is not None:
                     bar.update(len(res.locs))
+        except KeyboardInterrupt:
+            _interrupt(results)
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -252,6 +257,24 @@ class _Run:
         return Record.of_operation(self.op.name, self.op.version, code, parameters,
                                    self.inputs, fingerprint, self.outputs, describer,
                                    engine={"block": self.block}, providers=providers)
+
+
+def _interrupt(results: Any) -> None:
+    """Hand a Ctrl-C that arrived here, between two results, to the executor's generator
+    as if it had arrived while the executor waited, so that it stops its workers at once.
+    Merely closed, the generator would finish its running chunks first, and a stuck one
+    never finishes."""
+    throw = getattr(results, "throw", None)
+    if throw is None:
+        return
+    try:
+        throw(KeyboardInterrupt())
+    except (KeyboardInterrupt, StopIteration):
+        pass
+    except Exception as err:  # noqa: BLE001 - the Ctrl-C goes on whatever the executor says
+        log.debug("the executor's answer to the interrupt: %s: %s", type(err).__name__, err)
+    with contextlib.suppress(Exception):
+        results.close()
 
 
 def _item_error(name: str, res: ChunkResult, to_file: bool) -> OperationError:
