@@ -39,12 +39,14 @@ from wflp.errors import ParameterError, RecordMismatchError
 from wflp.ops import calculate
 
 TOY_PROGRAM = r'''
-import json, os, sys, time
+import os
+with open("toy.pid.tmp", "w") as fd:   # first, and whole: a time limit may kill us soon
+    fd.write(str(os.getpid()))
+os.replace("toy.pid.tmp", "toy.pid")
+import json, sys, time
 import numpy as np
 
 data = json.load(open("toy.in"))
-with open("toy.pid", "w") as fd:
-    fd.write(str(os.getpid()))
 pos = np.array(data["positions"], dtype=float)
 n = len(pos)
 print(f"toy program: {n} atoms", flush=True)
@@ -326,7 +328,7 @@ def test_a_rerun_reuses_the_names_and_starts_from_an_empty_directory(tmp_path, p
 def test_an_item_time_limit_kills_the_program(tmp_path, program):
     [at] = calculate(clusters(1, natoms=6), OutputSpec(tmp_path / "o.xyz"),
                      calculator=(ToyRunner, [], {"command": f"{sys.executable} {program}"}),
-                     prefix="t_", autopara_info=AutoparaInfo(item_time_limit=1.5))
+                     prefix="t_", autopara_info=AutoparaInfo(item_time_limit=3.0))
     assert at.info["t_calc_failed"] and "ItemTimeoutError" in at.info["t_calc_error"]
     pid = int((Path(at.info["t_rundir"]) / "toy.pid").read_text())
     # generous for a loaded machine, not scaled: it must stay below the program's 60 s nap

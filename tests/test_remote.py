@@ -254,7 +254,9 @@ def test_core_limit_of_the_local_scheduler(ws, tmp_path):
 def test_cancel_then_resubmit(ws):
     job = submit(nap, args=(60,), system="ws")
     wait_until(lambda: started(job), JOB_S, "the job to start")  # cancel a running job
-    job.cancel()
+    job.cancel()   # waits up to 10 s for the scheduler to let go; a busy one is slower
+    wait_until(lambda: job.refresh().state == "cancelled", JOB_S, "the job to be cancelled",
+               interval=0.5)
     assert manager().store.get(job.id).state == "cancelled"
     with pytest.raises(RemoteJobError, match="ended as cancelled"):
         job.result()

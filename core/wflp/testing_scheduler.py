@@ -288,8 +288,8 @@ class SchedulerContract:
         ours = submit(nap, args=(300, "ours"), system=system, resources={"max_time": "10m"})
         theirs = submit(nap, args=(300, "theirs"), system=system, resources={"max_time": "10m"})
         wait_until(lambda: started(ours) and started(theirs), 60, "both jobs to start")
-        ours.cancel()
-        assert row_of(ours).state == "cancelled"
+        ours.cancel()   # waits up to 10 s for the scheduler to let go; a busy one is slower
+        wait_until(lambda: ours.refresh().state == "cancelled", 60, "the job to be cancelled")
         self.command(*self.given("cancel_argv"), row_of(theirs).scheduler_id, check=True)
         with pytest.raises(RemoteJobError, match=self.given("cancelled_message")):
             theirs.result(timeout=scaled(60))  # the scheduler's word: no wflp marker asked

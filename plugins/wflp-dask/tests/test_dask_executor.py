@@ -180,8 +180,8 @@ def test_a_killed_driver_is_resumed_computing_only_the_missing_chunks(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     # its workers end with it: nothing more is written after this
-    wait_until(lambda: not [p for p in workers if p.is_running() and p.status() != "zombie"],
-               scaled(60), "the killed driver's workers to end")
+    wait_until(lambda: not [p for p in workers if _running(p)], scaled(60),
+               "the killed driver's workers to end")
     done = {i for c in chunks_done() for i in range(c[2], c[3])}
     assert 8 <= len(done) < n
     assert not (tmp_path / "out.xyz").exists()
@@ -193,3 +193,14 @@ def test_a_killed_driver_is_resumed_computing_only_the_missing_chunks(tmp_path):
     assert (tmp_path / "out.xyz").read_bytes() == serial
     recomputed = sorted(i for i, _ in read_log(log)[before:])
     assert recomputed == sorted(set(range(n)) - done)  # only the missing chunks, once each
+
+
+def _running(proc) -> bool:
+    """Whether the psutil process *proc* still runs (a zombie, or one reaped between two
+    questions, does not)."""
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
