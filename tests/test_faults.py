@@ -457,21 +457,21 @@ def test_ctrl_c_between_two_results_stops_the_workers_at_once(tmp_path, monkeypa
     # Ctrl-C can land while the driver handles a result rather than while it waits for
     # the next: the executor's generator is then not interrupted but closed, and used to
     # wait for its running chunks, here one stuck for good. It must kill its workers.
-    from wflp.configset import MemoryCollector
+    from wflp.engine.chunks import ChunkSizer
     from wflp.exec.local import worker_pool
 
     gate = str(tmp_path / "never")
-    calls = []
+    observe = ChunkSizer.observe
 
-    def add_then_ctrl_c(self, loc, outs):
-        calls.append(loc)
-        if len(calls) == 5:   # items 0-4 are in; item 5 runs and is stuck
-            wait_until(lambda: os.path.exists(gate + ".stuck"), 60, "item 5 to start")
+    def observe_then_ctrl_c(self, n_items, seconds):
+        # the first result handled once item 5 runs, stuck (the other worker goes on)
+        if os.path.exists(gate + ".stuck"):
             raise KeyboardInterrupt
+        observe(self, n_items, seconds)
 
-    monkeypatch.setattr(MemoryCollector, "add", add_then_ctrl_c)
+    monkeypatch.setattr(ChunkSizer, "observe", observe_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
-        _stuck_at_five(rattled_cu(12), OutputSpec(), gate=gate,
+        _stuck_at_five(rattled_cu(40), OutputSpec(), gate=gate,
                        autopara_info=AutoparaInfo(num_python_subprocesses=2,
                                                   num_inputs_per_python_subprocess=1))
     # killed, not left to finish: the worker holding item 5 would never have
