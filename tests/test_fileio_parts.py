@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from ase.build import bulk, molecule
+from wflp.calculators import process
 from wflp.calculators.codespec import CodeSpec
 from wflp.calculators.context import current_place
 from wflp.calculators.diagnosis import declared_error, failure_reason, scf_verdict
@@ -143,26 +144,46 @@ def test_run_program_gives_the_exit_status_and_the_files(tmp_path):
 
 def test_each_program_gets_a_private_tmpdir_that_goes_with_it(tmp_path, monkeypatch):
     # Open MPI codes started at once race on $TMPDIR/ompi.<host>.<uid> (see process.py);
-    # each run gets its own TMPDIR, 0700, removed afterwards; an env= TMPDIR wins
+    # each run gets its own TMPDIR, 0700; an env= TMPDIR wins
     shared = tmp_path / "shared"
     shared.mkdir()
     monkeypatch.setenv("TMPDIR", str(shared))
-    code = ("import os, stat; t = os.environ['TMPDIR']; open(os.path.join(t, 'x'), 'w'); "
+    monkeypatch.setattr(process, "_retired", [])
+    monkeypatch.setattr(process, "SETTLE_S", 0.0)
+    code = ("import os, stat, sys; t = os.environ['TMPDIR']; "
+            "[open(os.path.join(t, 'x'), 'w') for _ in sys.argv[1:]]; "
             "print(t, oct(stat.S_IMODE(os.stat(t).st_mode)))")
     seen = []
-    for name in ("a.out", "b.out"):
-        assert run_program([sys.executable, "-c", code], tmp_path, name) == 0
+    for name, leave_a_file in (("a.out", True), ("b.out", False)):
+        argv = [sys.executable, "-c", code] + (["x"] if leave_a_file else [])
+        assert run_program(argv, tmp_path, name) == 0
         folder, mode = Path(tmp_path, name).read_text().split()
-        assert mode == "0o700"
-        assert Path(folder).parent == shared and not Path(folder).exists()
+        assert mode == "0o700" and Path(folder).parent == shared
         seen.append(folder)
-    assert seen[0] != seen[1] and os.listdir(shared) == []
+        if leave_a_file:    # as Open MPI's daemon does for a moment: the folder waits
+            assert os.listdir(folder) == ["x"]
+            os.remove(Path(folder, "x"))   # the daemon is done
+    assert seen[0] != seen[1] and os.listdir(shared) == []   # both gone once empty
     mine = tmp_path / "mine"
     mine.mkdir()
-    assert run_program(["env", f"TMPDIR={mine}", sys.executable, "-c", code], tmp_path,
+    assert run_program(["env", f"TMPDIR={mine}", sys.executable, "-c", code, "x"], tmp_path,
                        "c.out") == 0
     assert Path(tmp_path, "c.out").read_text().split()[0] == str(mine)
     assert os.listdir(mine) == ["x"]                 # the user's folder is theirs to keep
+
+
+def test_private_tmpdirs_left_full_are_removed_beyond_a_few(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(process, "_retired", [])
+    monkeypatch.setattr(process, "MAX_RETIRED", 2)
+    monkeypatch.setattr(process, "SETTLE_S", 0.0)
+    code = "import os; open(os.path.join(os.environ['TMPDIR'], 'x'), 'w')"
+    for i in range(4):
+        assert run_program([sys.executable, "-c", code], tmp_path, f"{i}.out") == 0
+    left = sorted(p for p in os.listdir(tmp_path) if p.startswith("wflp-tmp-"))
+    assert len(left) == 2 and sorted(Path(f).name for f in process._retired) == left
+    process._remove_retired()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith("wflp-tmp-")]
 
 
 def test_a_tmpdir_where_no_folder_can_be_made_is_shared_as_before(tmp_path, monkeypatch):

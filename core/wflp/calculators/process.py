@@ -15,8 +15,10 @@ the desired directory ... File exists" (pw.x from Debian, 2 workers, seen in CI)
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import multiprocessing.util
 import os
 import re
 import shlex
@@ -24,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -92,12 +95,21 @@ def with_env(command: str, env: Optional[dict[str, str]]) -> str:
     return f"{shlex.join(prefix)} {command}" if prefix and command else command
 
 
+#: private TMPDIRs of programs that have ended, not yet removed (see _retire)
+_retired: list[str] = []
+#: how many may wait; beyond that the oldest are removed whatever they hold
+MAX_RETIRED = 8
+#: how long a run's TMPDIR is given to empty itself before it is retired
+SETTLE_S = 1.0
+
+
 @contextlib.contextmanager
 def private_tmpdir() -> Iterator[dict[str, str]]:
     """The environment for one program run: ``os.environ`` with ``TMPDIR`` pointing at a
-    new private (0700) folder in the current one, removed with what is left in it on the
-    way out. Where no folder can be made there (a full or read-only TMPDIR), the program
-    runs with ``os.environ`` as it is, as it would without wflp."""
+    new private (0700) folder in the current one, removed once the program and what it
+    left running are done with it (:func:`_retire`). Where no folder can be made there (a
+    full or read-only TMPDIR), the program runs with ``os.environ`` as it is, as it would
+    without wflp."""
     base = os.environ.get("TMPDIR")        # read now: tempfile caches the first one
     try:
         folder = tempfile.mkdtemp(prefix="wflp-tmp-",
@@ -110,7 +122,41 @@ def private_tmpdir() -> Iterator[dict[str, str]]:
     try:
         yield {**os.environ, "TMPDIR": folder}
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        deadline = time.monotonic() + SETTLE_S
+        while os.listdir(folder) and time.monotonic() < deadline:
+            time.sleep(0.01)               # Open MPI's daemon is still tidying up
+        _retire(folder)
+
+
+def _retire(folder: str) -> None:
+    """Remove *folder* and the retired folders before it once they are empty. Open MPI's
+    daemon (``orted``, in a session of its own) outlives the program by a moment and
+    removes its session folder itself; taken from under it, it writes "PMIX ERROR:
+    NO-PERMISSIONS" into the program's stderr file. So a run's folder gets SETTLE_S to
+    empty itself; one that is not empty then waits for a later run, or the end of this
+    process; only the oldest beyond MAX_RETIRED are removed with what they hold."""
+    _retired.append(folder)
+    for path in list(_retired):
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue                      # not empty yet
+        _retired.remove(path)
+    while len(_retired) > MAX_RETIRED:
+        shutil.rmtree(_retired.pop(0), ignore_errors=True)
+
+
+def _remove_retired() -> None:
+    while _retired:
+        shutil.rmtree(_retired.pop(), ignore_errors=True)
+
+
+atexit.register(_remove_retired)
+# worker processes of multiprocessing end with os._exit, which skips atexit; they run
+# multiprocessing's own finalizers first
+multiprocessing.util.Finalize(None, _remove_retired, exitpriority=0)
 
 
 def run_program(argv: Sequence[str], workdir: Path, stdout: str, stderr: Optional[str] = None,
